@@ -1,0 +1,115 @@
+/**
+ * The firewall stage of the pipeline (SPEC §4 step 3): for each accepted
+ * connection's client address, blocked IP → blocked CIDR → blocked country
+ * (GeoIP) → per-IP rate limit. Rules are swapped whole by setRules() when the
+ * admin API changes them; the GeoIP database is swapped by reloadGeoip() on
+ * SIGHUP. check() logs nothing: the caller logs the rejection once.
+ */
+import type { FirewallRuleRecord } from "../state/model.ts";
+import { log } from "../obs/log.ts";
+import { formatIpWords, parseIpWords } from "./ip.ts";
+import { GeoIp } from "./geoip.ts";
+import { RateLimiter } from "./ratelimit.ts";
+import { type CompiledRules, NO_RULES, compileRules, matchAddress } from "./rules.ts";
+
+export type BlockReason = "ip" | "cidr" | "country" | "rate_limit";
+
+export interface FirewallOptions {
+  /** MaxMind DB path; "" = no GeoIP (country rules then match nothing). */
+  geoipPath: string;
+  /** New connections per IP per window; 0 = off. */
+  rateLimit: number;
+  rateWindowMs: number;
+}
+
+const words = new Uint32Array(4);
+
+export class Firewall {
+  private rules: CompiledRules = NO_RULES;
+  private readonly geoip: GeoIp | null;
+  private readonly limiter: RateLimiter;
+  private warnedNoGeoip = false;
+
+  /**
+   * Opens the GeoIP database when `geoipPath` is set. Throws GeoIpError if it
+   * cannot be loaded: a firewall must not start with its country rules blind.
+   */
+  constructor(opts: FirewallOptions) {
+    this.geoip = opts.geoipPath ? GeoIp.open(opts.geoipPath) : null;
+    if (this.geoip) log.info("geoip.loaded", { path: opts.geoipPath, type: this.geoip.databaseType });
+    this.limiter = new RateLimiter(opts.rateLimit, opts.rateWindowMs);
+  }
+
+  /**
+   * Replaces the rule set atomically. Invalid rows are skipped with a warning
+   * (they are validated before they reach the database). Country rules
+   * without a GeoIP database are logged once: they cannot match.
+   */
+  setRules(rules: readonly FirewallRuleRecord[]): void {
+    const compiled = compileRules(rules);
+    for (const p of compiled.problems) {
+      log.warn("firewall.rule_skipped", { id: rules[p.index]?.id, type: p.type, value: p.value, detail: p.detail });
+    }
+    if (compiled.countries.size > 0 && !this.geoip && !this.warnedNoGeoip) {
+      this.warnedNoGeoip = true;
+      log.warn("firewall.country_rules_without_geoip", { countries: [...compiled.countries] });
+    }
+    this.rules = compiled;
+  }
+
+  /**
+   * Returns why the client at `ip` must be rejected, or null to admit it.
+   * `ip` is the socket's remote address or the PROXY header's source (any
+   * text form; IPv4-mapped IPv6 counts as IPv4). Only connections that pass
+   * the rules count towards the rate limit. Text that is not an IP matches no
+   * ip/cidr/country rule but is still rate limited under its raw text.
+   */
+  check(ip: string): BlockReason | null {
+    const rules = this.rules;
+    const fam = parseIpWords(ip, words);
+    const hit = matchAddress(rules, fam, words);
+    if (hit) return hit;
+    const needCountry = rules.countries.size > 0 && this.geoip !== null && fam !== 0;
+    if (!needCountry && this.limiter.limit === 0) return null; // nothing else to do: skip the string work
+    // One canonical key per client: `::ffff:1.2.3.4` and `1.2.3.4` share a bucket.
+    const key = fam === 0 ? ip : formatIpWords(fam, words);
+    if (needCountry) {
+      const country = this.geoip!.country(key);
+      if (country !== null && rules.countries.has(country)) return "country";
+    }
+    if (!this.limiter.allow(key)) return "rate_limit";
+    return null;
+  }
+
+  /** The country GeoIP gives for `ip`, or null (no database, unknown, not an IP). For logs. */
+  country(ip: string): string | null {
+    const fam = parseIpWords(ip, words);
+    if (!this.geoip || fam === 0) return null;
+    return this.geoip.country(formatIpWords(fam, words));
+  }
+
+  /**
+   * Re-reads the GeoIP database (SIGHUP). A failure keeps the old database
+   * and is returned and logged; without a configured database this is a no-op.
+   */
+  reloadGeoip(): { ok: boolean; error?: string } {
+    if (!this.geoip) return { ok: true };
+    const r = this.geoip.reload();
+    if (r.ok) {
+      log.info("geoip.reloaded", { path: this.geoip.path, type: this.geoip.databaseType });
+      return { ok: true };
+    }
+    log.error("geoip.reload_failed", { path: this.geoip.path, error: r.error });
+    return { ok: false, error: r.error };
+  }
+
+  /** Stops background work (the rate limiter's sweep timer). */
+  close(): void {
+    this.limiter.close();
+  }
+
+  /** Number of client IPs the rate limiter currently tracks (for metrics/tests). */
+  trackedIps(): number {
+    return this.limiter.size();
+  }
+}
