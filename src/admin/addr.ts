@@ -1,0 +1,51 @@
+/**
+ * Admin addresses. The server reads `[grpc] addr` by the config's rule (SPEC §2,
+ * `isUnixSocketAddr`): a listen address (":9443", "127.0.0.1:9443", "[::1]:9443") is TCP with
+ * TLS, anything else a unix socket path; `unix:/path` and `unix:///path` are also accepted.
+ * Clients dial `unix:<path>` or `host:port` (a DNS name is fine there).
+ */
+import path from "node:path";
+import { isUnixSocketAddr, parseListenAddr } from "../config/validate.ts";
+
+export type AdminAddr =
+  | { kind: "unix"; path: string }
+  | { kind: "tcp"; host: string; port: number };
+
+function unixPath(addr: string): string {
+  // unix:///abs → /abs, unix:/abs → /abs, unix:rel → rel (resolved against the working directory)
+  return path.resolve(addr.slice("unix:".length).replace(/^\/\/(?=\/)/, ""));
+}
+
+/** Where the server binds for `[grpc] addr`. `:port` keeps host "" (all addresses). */
+export function parseAdminAddr(addr: string): AdminAddr {
+  if (addr.startsWith("unix:")) return { kind: "unix", path: unixPath(addr) };
+  if (isUnixSocketAddr(addr)) return { kind: "unix", path: path.resolve(addr) };
+  const { host, port } = parseListenAddr(addr);
+  return { kind: "tcp", host, port };
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]*):(\d{1,5})$/;
+
+/**
+ * What a client dials: `unix:<path>` is a socket, `host:port` / `[v6]:port` TCP, any other
+ * string a socket path. A wildcard host (":9443", "0.0.0.0", "::") becomes loopback.
+ */
+export function parseDialAddr(addr: string): AdminAddr {
+  if (addr.startsWith("unix:")) return { kind: "unix", path: unixPath(addr) };
+  const m = HOST_PORT.exec(addr);
+  if (!m) return { kind: "unix", path: path.resolve(addr) };
+  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+  const loopback = host === "" || host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+  return { kind: "tcp", host: loopback, port: Number(m[2]) };
+}
+
+/** grpc-js target string: `unix:///abs` or `host:port` (IPv6 bracketed). */
+export function grpcTarget(a: AdminAddr): string {
+  if (a.kind === "unix") return `unix://${a.path}`;
+  return `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+/** The client form of a server address: `unix:<path>` or `host:port`. */
+export function dialString(a: AdminAddr): string {
+  return a.kind === "unix" ? `unix:${a.path}` : grpcTarget(a);
+}
