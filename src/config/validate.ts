@@ -308,3 +308,11 @@ export function validateRoute(route: RouteFields, prefix: string, opts: RouteChe
   }
   return { problems, warnings, cert: problems.length ? null : cert };
 }
+
+/** A backend `host:port` split for dialing; throws InvalidArgumentError("backend", …) when invalid. */
+export function parseBackendAddr(s: string): { host: string; port: number } {
+  const e = checkHostPort(s);
+  if (e) throw new InvalidArgumentError("backend", e);
+  const { host, port } = splitHostPort(s)!;
+  return { host, port: Number(port) };
+}

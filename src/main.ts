@@ -1,0 +1,99 @@
+/**
+ * `mc-proxy` command line (citty): server, status, snapshot, version.
+ * Errors are one line on stderr and a non-zero exit: 2 for usage and config
+ * errors, 1 for everything else.
+ */
+import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { loadConfig } from "./config/load.ts";
+import { runStatus, statusArgs } from "./ctl/status.ts";
+import { ConfigError } from "./errors.ts";
+import { runServer } from "./server/run.ts";
+import { snapshot } from "./store/snapshot.ts";
+import { VERSION } from "./version.ts";
+
+/** The exit code a command wants; citty's `run` cannot return one. */
+let exitCode = 0;
+
+const configArg = {
+  config: { type: "string", alias: "c", description: "path to mc-proxy.toml", required: true },
+} as const satisfies ArgsDef;
+
+const server = defineCommand({
+  meta: { name: "mc-proxy server", description: "run the proxy (SIGHUP reloads GeoIP and certificates; SIGINT/SIGTERM drain and exit)" },
+  args: configArg,
+  async run({ args }) {
+    exitCode = await runServer(args.config);
+  },
+});
+
+const status = defineCommand({
+  meta: { name: "mc-proxy status", description: "ask the running instance (via the config's [grpc] admin API) for its status" },
+  args: { ...configArg, ...statusArgs } as ArgsDef,
+  async run({ args }) {
+    const { config } = loadConfig(String(args.config));
+    exitCode = await runStatus(config, {
+      cacert: args.cacert as string | undefined,
+      cert: args.cert as string | undefined,
+      key: args.key as string | undefined,
+      serverName: args["server-name"] as string | undefined,
+      json: Boolean(args.json),
+    });
+  },
+});
+
+const snapshotCmd = defineCommand({
+  meta: { name: "mc-proxy snapshot", description: "write a consistent copy of the database with VACUUM INTO (safe while the server runs)" },
+  args: {
+    ...configArg,
+    output: { type: "string", alias: "o", description: "target file (default: <db dir>/backups/mc-proxy-<UTC timestamp>.db); never overwritten" },
+  },
+  run({ args }) {
+    const { config } = loadConfig(args.config);
+    const out = snapshot(config.database.path, args.output || undefined);
+    process.stdout.write(out + "\n");
+  },
+});
+
+const version = defineCommand({
+  meta: { name: "mc-proxy version", description: "print the version" },
+  run() {
+    process.stdout.write(`mc-proxy ${VERSION}\n`);
+  },
+});
+
+const main: CommandDef = defineCommand({
+  meta: { name: "mc-proxy", version: VERSION, description: "TLS SNI router and edge proxy" },
+  subCommands: { server, status, snapshot: snapshotCmd, version },
+});
+
+/** The deepest subcommand named by argv, for --help. */
+function resolve(argv: string[]): CommandDef {
+  const subs = main.subCommands as Record<string, CommandDef>;
+  const first = argv.find((a) => !a.startsWith("-"));
+  return first && first in subs ? subs[first]! : main;
+}
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+export async function runMain(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv.includes("--help") || argv.includes("-h")) {
+    const text = await renderUsage(resolve(argv));
+    process.stdout.write((process.stdout.isTTY ? text : text.replace(ANSI, "")) + "\n");
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (argv[0] === "--version" || argv[0] === "-v") {
+    process.stdout.write(`mc-proxy ${VERSION}\n`);
+    return 0;
+  }
+  try {
+    await runCommand(main, { rawArgs: argv });
+    return exitCode;
+  } catch (e) {
+    const msg = (e instanceof Error ? e.message : String(e)).replace(ANSI, "").replace(/\s*\n\s*/g, " ");
+    process.stderr.write(`mc-proxy: ${msg}\n`);
+    const usage = e instanceof ConfigError || (e instanceof Error && e.name === "CLIError");
+    return usage ? 2 : 1;
+  }
+}
+
+if (import.meta.main) process.exit(await runMain(process.argv.slice(2)));

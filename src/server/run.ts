@@ -1,0 +1,143 @@
+/**
+ * `mc-proxy server`: load the config, open/migrate/seed the store, build the
+ * in-memory state, bind listeners, start the admin API and metrics, then run
+ * until SIGINT/SIGTERM. Signals: SIGHUP reloads GeoIP and L7 certificates;
+ * SIGINT/SIGTERM close the listening sockets, report NOT_SERVING, drain up to
+ * `shutdown_timeout`, cut the rest and exit 0.
+ */
+import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/types.ts";
+import { startAdminServer, type AdminServer } from "../admin/server.ts";
+import { Firewall } from "../firewall/firewall.ts";
+import { log, setLogLevel } from "../obs/log.ts";
+import { metrics } from "../obs/metrics.ts";
+import { startMetricsServer } from "../obs/metrics-server.ts";
+import { State } from "../state/state.ts";
+import { Store } from "../store/store.ts";
+import { diffConfig, seedIfEmpty } from "../store/seed.ts";
+import { VERSION } from "../version.ts";
+import { ProxyServer } from "./proxy.ts";
+
+export interface RunningServer {
+  config: Config;
+  proxy: ProxyServer;
+  admin: AdminServer | null;
+  /** Graceful stop; resolves with the number of connections cut. */
+  shutdown(): Promise<number>;
+  /** What SIGHUP does. */
+  reload(): void;
+}
+
+/** Starts everything; throws (ConfigError, StoreError, bind errors) before serving anything. */
+export async function startServer(configPath: string): Promise<RunningServer> {
+  const { config, warnings } = loadConfig(configPath);
+  setLogLevel(config.log.level);
+  for (const w of warnings) log.warn("config.warning", { file: config.file, detail: w });
+
+  const store = Store.open(config.database.path);
+  const seeded = seedIfEmpty(store, config);
+  if (!seeded) for (const d of diffConfig(store, config)) log.warn("config.diverged", { detail: d });
+  const state = State.load(store);
+
+  const firewall = new Firewall({
+    geoipPath: config.firewall.geoipDb,
+    rateLimit: config.firewall.rateLimit,
+    rateWindowMs: config.firewall.rateWindowMs,
+  });
+  firewall.setRules(state.firewallRules());
+  state.onChange((what) => {
+    if (what === "firewall") firewall.setRules(state.firewallRules());
+  });
+
+  const startedAt = new Date();
+  let proxy: ProxyServer;
+  try {
+    proxy = ProxyServer.start({ state, firewall, proxy: config.proxy });
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+
+  let admin: AdminServer | null = null;
+  let metricsSrv: { close(): Promise<void>; port: number } | null = null;
+  try {
+    if (config.grpc) {
+      admin = await startAdminServer(config.grpc, {
+        state,
+        status: () => ({
+          version: VERSION,
+          startedAt,
+          totalConnections: proxy.totalConnections,
+          active: (addr: string) => state.listener(addr)?.active ?? 0,
+        }),
+        onRpc: (method, code) => metrics.adminRpc(method, code),
+      });
+    }
+    if (config.metrics) metricsSrv = await startMetricsServer(config.metrics.addr);
+  } catch (e) {
+    proxy.stopAccepting();
+    await proxy.drain(0);
+    await admin?.close();
+    store.close();
+    throw e;
+  }
+  admin?.setServing(true);
+
+  const listeners = state.listeners();
+  const ports = proxy.ports();
+  log.info("server.start", {
+    version: VERSION,
+    config: config.file,
+    database: config.database.path,
+    seeded,
+    listeners: listeners.map((l) => ({ addr: l.record.addr, port: ports.get(l.record.addr), routes: l.routes.size, proxy_protocol: l.record.proxyProtocol, max_connections: l.record.maxConnections })),
+    routes: listeners.reduce((n, l) => n + l.routes.size, 0),
+    admin: config.grpc?.addr,
+    metrics: config.metrics ? `${config.metrics.addr}${metricsSrv ? "" : ""}` : undefined,
+  });
+
+  let stopping: Promise<number> | null = null;
+  return {
+    config,
+    proxy,
+    admin,
+    reload() {
+      const g = firewall.reloadGeoip();
+      if (config.firewall.geoipDb) metrics.reload("geoip", g.ok);
+      const c = state.reloadCertificates();
+      metrics.reload("certificates", c.failed === 0);
+      log.info("server.reload", { geoip: config.firewall.geoipDb ? (g.ok ? "ok" : g.error) : "none", certificates_reloaded: c.reloaded, certificates_failed: c.failed });
+    },
+    shutdown() {
+      if (stopping) return stopping;
+      stopping = (async () => {
+        const open = proxy.conns.size;
+        log.info("server.draining", { connections: open, timeout_ms: config.proxy.shutdownTimeoutMs });
+        proxy.stopAccepting();
+        admin?.setServing(false);
+        const cut = await proxy.drain(config.proxy.shutdownTimeoutMs);
+        await admin?.close();
+        await metricsSrv?.close();
+        firewall.close();
+        store.close();
+        log.info("server.stopped", { drained: open - cut, cut });
+        return cut;
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** The `server` command: start, wire signals, resolve when stopped (exit code 0). */
+export async function runServer(configPath: string): Promise<number> {
+  const srv = await startServer(configPath);
+  return await new Promise<number>((resolve) => {
+    const stop = (sig: string) => {
+      log.info("server.signal", { signal: sig });
+      srv.shutdown().then(() => resolve(0));
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGHUP", () => srv.reload());
+  });
+}
