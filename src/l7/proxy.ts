@@ -22,7 +22,7 @@ import type { NativeSocketDuplex } from "./duplex.ts";
 import { backendRequestHeaders, clientResponseHeaders, headerString, type HeaderMap } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
 
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 export const BODY_502 = "502 Bad Gateway: backend unreachable\n";
 export const BODY_502_ERR = "502 Bad Gateway: backend error\n";
@@ -88,6 +88,7 @@ export function forward(
         value: v.policy.value,
       });
       ex.finished = true;
+      ex.status = 403;
       front.fail(403, BODY_403);
       body?.resume(); // discard what the client still sends
       return ex;
