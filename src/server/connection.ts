@@ -248,7 +248,13 @@ export class Conn {
     this.deadline = this.lc.now() + this.lc.proxy.connectTimeoutMs;
     let first: Uint8Array = this.hello!.bytes();
     if (rec.sendProxyProtocol) {
-      const header = encodeProxyV2({ source: this.client, destination: this.local, authority: this.sni });
+      let header: Uint8Array;
+      try {
+        header = encodeProxyV2({ source: this.client, destination: this.local, authority: this.sni });
+      } catch (e) {
+        // Only an address the encoder cannot represent (e.g. a peer address Bun could not report): close, don't throw in a socket handler.
+        return this.connectFailed(`proxy_header_encode: ${(e as Error).message}`);
+      }
       const joined = new Uint8Array(header.length + first.length);
       joined.set(header);
       joined.set(first, header.length);
