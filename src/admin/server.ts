@@ -293,7 +293,8 @@ export async function startAdminServer(cfg: GrpcConfig, deps: AdminDeps): Promis
     server.bindAsync(grpcTarget(bindTo), creds, (err, p) => (err ? reject(err) : resolve(p)));
   });
   if (addr.kind === "unix") fs.chmodSync(addr.path, 0o600); // grpc-js creates it 0755
-  log.info("admin.listening", { addr: cfg.addr, transport: addr.kind === "unix" ? "unix" : cfg.clientCa ? "mtls" : "tls", port: port || undefined });
+  // grpc-js reports port 1 for a unix socket: log a port only for TCP.
+  log.info("admin.listening", { addr: cfg.addr, transport: addr.kind === "unix" ? "unix" : cfg.clientCa ? "mtls" : "tls", port: addr.kind === "tcp" ? port : undefined });
 
   let closed: Promise<void> | null = null;
   return {

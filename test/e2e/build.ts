@@ -1,0 +1,57 @@
+/**
+ * The compiled binaries under test: `ensureBinaries()` returns the paths of
+ * dist/mc-proxy and dist/mcproxyctl, running `bun scripts/build.ts` first when
+ * either is missing or older than any file in src/ (or package.json, or the
+ * build script). Memoised per test process, so the e2e files share one build.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const REPO = path.resolve(import.meta.dir, "../..");
+export const MC_PROXY = path.join(REPO, "dist/mc-proxy");
+export const MCPROXYCTL = path.join(REPO, "dist/mcproxyctl");
+
+/** Newest mtime (ms) of any file under `dir`, recursively; 0 if none. */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const m = fs.statSync(path.join(e.parentPath, e.name)).mtimeMs;
+    if (m > newest) newest = m;
+  }
+  return newest;
+}
+
+function mtime(p: string): number {
+  return fs.existsSync(p) ? fs.statSync(p).mtimeMs : 0;
+}
+
+let built: { mcProxy: string; ctl: string } | null = null;
+
+/**
+ * Paths of fresh compiled binaries. Builds at most once per process; throws
+ * with the build output when the build fails (so a broken src/ shows up as a
+ * failing e2e test, not a stale binary passing).
+ */
+export function ensureBinaries(): { mcProxy: string; ctl: string } {
+  if (built) return built;
+  const inputs = Math.max(
+    newestMtime(path.join(REPO, "src")),
+    mtime(path.join(REPO, "package.json")),
+    mtime(path.join(REPO, "scripts/build.ts")),
+  );
+  if (Math.min(mtime(MC_PROXY), mtime(MCPROXYCTL)) < inputs) {
+    const r = Bun.spawnSync([process.execPath, "scripts/build.ts"], {
+      cwd: REPO,
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 600_000,
+      killSignal: "SIGKILL",
+    });
+    if (r.exitCode !== 0) {
+      throw new Error(`bun scripts/build.ts failed (exit ${r.exitCode}):\n${r.stdout.toString()}${r.stderr.toString()}`);
+    }
+  }
+  built = { mcProxy: MC_PROXY, ctl: MCPROXYCTL };
+  return built;
+}
