@@ -290,9 +290,15 @@ export async function startAdminServer(cfg: GrpcConfig, deps: AdminDeps): Promis
   const port = await new Promise<number>((resolve, reject) => {
     // ":port" = every address: "[::]" is dual-stack (IPv4 too).
     const bindTo = addr.kind === "tcp" && addr.host === "" ? { ...addr, host: "::" } : addr;
-    server.bindAsync(grpcTarget(bindTo), creds, (err, p) => (err ? reject(err) : resolve(p)));
+    // grpc-js creates the socket with the process umask (0755 typically): bind
+    // under umask 077 so it is never reachable by others, then chmod to be sure.
+    const oldMask = addr.kind === "unix" ? process.umask(0o077) : null;
+    server.bindAsync(grpcTarget(bindTo), creds, (err, p) => {
+      if (oldMask !== null) process.umask(oldMask);
+      return err ? reject(err) : resolve(p);
+    });
   });
-  if (addr.kind === "unix") fs.chmodSync(addr.path, 0o600); // grpc-js creates it 0755
+  if (addr.kind === "unix") fs.chmodSync(addr.path, 0o600);
   // grpc-js reports port 1 for a unix socket: log a port only for TCP.
   log.info("admin.listening", { addr: cfg.addr, transport: addr.kind === "unix" ? "unix" : cfg.clientCa ? "mtls" : "tls", port: addr.kind === "tcp" ? port : undefined });
 
