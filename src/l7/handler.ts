@@ -12,6 +12,7 @@ import http2 from "node:http2";
 import tls from "node:tls";
 import type { MinTls } from "../config/types.ts";
 import { log } from "../obs/log.ts";
+import { classifyTlsError, metrics, type TlsFailure } from "../obs/metrics.ts";
 import type { CertPair } from "./certs.ts";
 import { L7Conn, type L7Context } from "./context.ts";
 import type { NativeSocketDuplex } from "./duplex.ts";
@@ -165,6 +166,7 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
       client: ctx.client.address,
       reason: entry ? "the route has no loaded certificate (tls_cert/tls_key failed to load)" : "no route entry",
     });
+    metrics.tlsFailure("certificate"); // the handshake cannot even start: count it, never silent
     duplex.destroy();
     finish();
     return;
@@ -178,11 +180,15 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
   });
   let secure = false;
   let failureLogged = false;
+  // Exactly one log line and one metric per failed handshake, whichever event sees it first.
+  const handshakeFailed = (reason: string, cls: TlsFailure) => {
+    if (secure || failureLogged) return;
+    failureLogged = true;
+    metrics.tlsFailure(cls);
+    log.info("l7.tls_error", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, reason, class: cls });
+  };
   w.expire = () => {
-    if (!secure) {
-      failureLogged = true;
-      log.info("l7.tls_error", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, reason: "handshake timed out (idle)" });
-    }
+    handshakeFailed("handshake timed out (idle)", "timeout");
     outcome = secure ? "idle_timeout" : "tls_error";
     sock.destroy();
     duplex.destroy();
@@ -211,19 +217,20 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
     else session.close(() => sock.destroy());
   });
   sock.on("error", (e: Error) => {
-    if (!secure && !failureLogged) {
-      failureLogged = true;
-      log.info("l7.tls_error", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, reason: tlsFailureReason(e, min) });
-    }
+    handshakeFailed(tlsFailureReason(e, min), classifyTlsError(e));
     sock.destroy();
   });
   sock.on("close", () => {
-    if (!secure && !failureLogged) {
-      failureLogged = true;
-      log.info("l7.tls_error", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, reason: "client closed the connection during the handshake" });
-    }
+    handshakeFailed("client closed the connection during the handshake", "other");
     if (!duplex.destroyed) duplex.destroy();
     finish();
+  });
+  // Bun's TLSSocket ignores EOF from its Duplex while the handshake is in
+  // progress: a client that sends a ClientHello then FIN (scanners; a client
+  // destroyed before its Finished went out) would hold the connection until
+  // the idle timeout. Give up on the handshake at EOF ourselves.
+  duplex.once("end", () => {
+    if (!secure && !sock.destroyed) sock.destroy();
   });
   // The native socket went away underneath us.
   duplex.on("close", () => {

@@ -10,6 +10,7 @@ import http2 from "node:http2";
 import type http from "node:http";
 import type { Readable, Writable } from "node:stream";
 import { log, logLevelEnabled } from "../obs/log.ts";
+import { metrics } from "../obs/metrics.ts";
 import type { ProxyConfig } from "../config/types.ts";
 import type { RouteRecord } from "../state/model.ts";
 import { isConnectError } from "./backend/connect.ts";
@@ -129,7 +130,7 @@ export class Exchange {
     private readonly method: string,
     private readonly path: string,
   ) {
-    this.t0 = logLevelEnabled("info") ? performance.now() : 0;
+    this.t0 = performance.now(); // always: the latency histogram needs it even when info logs are off
   }
 
   start(target: BackendTarget, pool: BackendPool, authority: string, headers: HeaderMap, body: Readable | null): void {
@@ -154,9 +155,15 @@ export class Exchange {
     this.cancelBackend?.();
   }
 
-  /** Writes the `l7.request` log line (call once, when the client side is done). */
+  /**
+   * Counts the request in `mcproxy_l7_requests_total` / the duration histogram
+   * (route label = configured hostname) and writes the `l7.request` log line.
+   * Call once, when the client side is done.
+   */
   logDone(): void {
-    if (this.t0 === 0) return;
+    const ms = performance.now() - this.t0;
+    metrics.route(this.record.hostname).request(this.status, ms / 1000);
+    if (!logLevelEnabled("info")) return;
     log.info("l7.request", {
       listener: this.conn.ctx.listenerAddr,
       route: this.record.hostname,
@@ -166,7 +173,7 @@ export class Exchange {
       status: this.status,
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
-      duration_ms: Math.round((performance.now() - this.t0) * 10) / 10,
+      duration_ms: Math.round(ms * 10) / 10,
       backend: this.record.backend,
       protocol: `${this.front.protocol}->${this.backendProtocol || "none"}`,
     });
@@ -207,6 +214,7 @@ export class Exchange {
     }
     if (isConnectError(e) && this.target && this.pool) {
       this.pool.connectFailed(this.target);
+      metrics.listener(this.conn.ctx.listenerAddr).backendConnectFailure("l7");
       return this.fail(502, BODY_502, e);
     }
     this.fail(502, BODY_502_ERR, e);

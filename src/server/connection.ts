@@ -135,7 +135,9 @@ export class Conn {
       return;
     }
     this.hello = new ClientHelloReader(proxy.helloMaxBytes);
-    this.deadline = this.lc.now() + proxy.helloTimeoutMs;
+    // Deadlines start from the real clock (one Date.now() per phase): the coarse
+    // clock lags by up to one sweep, which would make a timeout fire early.
+    this.deadline = Date.now() + proxy.helloTimeoutMs;
   }
 
   /** Step 3: the firewall on the real client address. False = reset sent. */
@@ -245,7 +247,7 @@ export class Conn {
   private startL4(entry: RouteEntry): void {
     const rec = entry.record;
     this.phase = Phase.Connecting;
-    this.deadline = this.lc.now() + this.lc.proxy.connectTimeoutMs;
+    this.deadline = Date.now() + this.lc.proxy.connectTimeoutMs;
     let first: Uint8Array = this.hello!.bytes();
     if (rec.sendProxyProtocol) {
       let header: Uint8Array;
@@ -354,8 +356,11 @@ export class Conn {
       onClose: (s) => {
         this.bytesUp = s.bytesIn;
         this.bytesDown = s.bytesOut;
-        this.reason = s.outcome === "ok" ? "" : s.outcome;
-        this.outcome = s.outcome === "ok" ? "ok" : s.outcome === "idle_timeout" ? "idle_timeout" : s.outcome.startsWith("tls") || s.outcome === "no_cert" ? "tls_failed" : "other";
+        // cut() at the shutdown deadline already decided the outcome.
+        if (this.outcome !== "shutdown") {
+          this.reason = s.outcome === "ok" ? "" : s.outcome;
+          this.outcome = l7Outcome(s.outcome);
+        }
         this.phase = Phase.Closed;
         this.finish();
       },
@@ -470,6 +475,13 @@ export class Conn {
       reason: this.reason || undefined,
     });
   }
+}
+
+/** Maps the L7 handler's summary outcome onto the connection outcomes counted in metrics. */
+function l7Outcome(o: string): CloseOutcome {
+  if (o === "ok" || o === "idle_timeout") return o;
+  if (o.startsWith("tls") || o === "no_cert") return "tls_failed";
+  return "other";
 }
 
 /** Backend socket handlers, shared by every L4 connection. `socket.data` is the Conn. */

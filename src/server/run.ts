@@ -11,7 +11,7 @@ import { startAdminServer, type AdminServer } from "../admin/server.ts";
 import { Firewall } from "../firewall/firewall.ts";
 import { log, setLogLevel } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
-import { startMetricsServer } from "../obs/metrics-server.ts";
+import { splitHostPort, startMetricsServer } from "../obs/metrics-server.ts";
 import { State } from "../state/state.ts";
 import { Store } from "../store/store.ts";
 import { diffConfig, seedIfEmpty } from "../store/seed.ts";
@@ -93,7 +93,8 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     listeners: listeners.map((l) => ({ addr: l.record.addr, port: ports.get(l.record.addr), routes: l.routes.size, proxy_protocol: l.record.proxyProtocol, max_connections: l.record.maxConnections })),
     routes: listeners.reduce((n, l) => n + l.routes.size, 0),
     admin: config.grpc?.addr,
-    metrics: config.metrics ? `${config.metrics.addr}${metricsSrv ? "" : ""}` : undefined,
+    metrics: metricsSrv && config.metrics ? boundAddr(config.metrics.addr, metricsSrv.port) : undefined,
+    log_level: config.log.level,
   });
 
   let stopping: Promise<number> | null = null;
@@ -106,7 +107,9 @@ export async function startServer(configPath: string): Promise<RunningServer> {
       if (config.firewall.geoipDb) metrics.reload("geoip", g.ok);
       const c = state.reloadCertificates();
       metrics.reload("certificates", c.failed === 0);
-      log.info("server.reload", { geoip: config.firewall.geoipDb ? (g.ok ? "ok" : g.error) : "none", certificates_reloaded: c.reloaded, certificates_failed: c.failed });
+      // A failed part is a warning: an operator running at level "warn" must still see it.
+      const failed = (config.firewall.geoipDb && !g.ok) || c.failed > 0;
+      (failed ? log.warn : log.info)("server.reload", { geoip: config.firewall.geoipDb ? (g.ok ? "ok" : g.error) : "none", certificates_reloaded: c.reloaded, certificates_failed: c.failed });
     },
     shutdown() {
       if (stopping) return stopping;
@@ -140,4 +143,11 @@ export async function runServer(configPath: string): Promise<number> {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGHUP", () => srv.reload());
   });
+}
+
+/** `host:port` of the metrics endpoint with the port it actually bound (the config may say 0). */
+function boundAddr(configured: string, port: number): string {
+  const hp = splitHostPort(configured);
+  if (hp instanceof Error) return configured;
+  return hp.host.includes(":") ? `[${hp.host}]:${port}` : `${hp.host}:${port}`;
 }
