@@ -8,6 +8,7 @@
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 import { log } from "../obs/log.ts";
+import { metrics } from "../obs/metrics.ts";
 import { connectBackend } from "./backend/connect.ts";
 import { targetFor } from "./backend/target.ts";
 import type { L7Conn } from "./context.ts";
@@ -54,6 +55,8 @@ export function handleUpgrade(conn: L7Conn, req: http.IncomingMessage, client: D
     if (!answered) {
       answered = true;
       log.warn("l7.backend_error", { listener: ctx.listenerAddr, route: record.hostname, backend: record.backend, status: 502, reason: e.message });
+      metrics.listener(ctx.listenerAddr).backendConnectFailure("l7");
+      metrics.route(record.hostname).request(502, (performance.now() - t0) / 1000);
       rawAnswer(client, "502 Bad Gateway", BODY_502);
     } else client.destroy();
   });
@@ -87,6 +90,7 @@ export function handleUpgrade(conn: L7Conn, req: http.IncomingMessage, client: D
   client.on("close", () => {
     back.destroy();
     clearTimeout(timer);
+    metrics.route(record.hostname).request(101, (performance.now() - t0) / 1000);
     log.info("l7.request", {
       listener: ctx.listenerAddr,
       route: record.hostname,
