@@ -1,0 +1,128 @@
+/**
+ * Relay timeouts (SPEC §10): `idle_timeout` closes a relayed connection on
+ * which nothing moved in either direction (traffic keeps it alive), and
+ * `connect_timeout` gives up on a backend that never answers the SYN. The
+ * unreachable backend is on loopback: a listening socket with backlog 0 that
+ * never accepts, whose queue we fill first, so Linux drops further SYNs and
+ * connect() hangs. (Bun's node:net ignores `backlog` and accepts at once, so
+ * the socket is held by a tiny python3 process.)
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import net from "node:net";
+import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
+import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "./net.ts";
+
+let proxy: TestProxy;
+let sink: TcpSink;
+let logs: ReturnType<typeof captureLogs>;
+let blackhole: { port: number; kill: () => void; fillers: net.Socket[] };
+
+/** A loopback port whose accept queue is full: new SYNs are dropped, so connects hang. */
+async function startBlackhole(): Promise<typeof blackhole> {
+  const p = Bun.spawn(
+    ["python3", "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)"],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const reader = p.stdout.getReader();
+  const { value } = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => ({ value: undefined }))]);
+  reader.releaseLock();
+  const port = Number(new TextDecoder().decode(value ?? new Uint8Array()).trim());
+  if (!port) {
+    p.kill();
+    throw new Error("python3 blackhole did not start");
+  }
+  // Backlog 0 holds one completed connection; take it so the queue is full.
+  const fillers: net.Socket[] = [];
+  const f = net.connect(port, "127.0.0.1");
+  f.on("error", () => {});
+  fillers.push(f);
+  await Promise.race([new Promise((r) => f.once("connect", r)), Bun.sleep(5000)]);
+  // Check: the next connect must hang.
+  const probe = net.connect(port, "127.0.0.1");
+  probe.on("error", () => {});
+  fillers.push(probe);
+  const probed = await Promise.race([new Promise((r) => probe.once("connect", () => r("connected"))), Bun.sleep(500).then(() => "hang")]);
+  if (probed !== "hang") throw new Error("blackhole accepted a connection: queue not full");
+  return { port, fillers, kill: () => p.kill() };
+}
+
+beforeAll(async () => {
+  logs = captureLogs();
+  blackhole = await startBlackhole();
+  sink = await startSink((c) => c.ended.then(() => c.socket.end()));
+  proxy = await startTestProxy(`
+[proxy]
+idle_timeout = "1s"
+connect_timeout = "1s"
+shutdown_timeout = "2s"
+
+[[listeners]]
+addr = "127.0.0.1:0"
+  [[listeners.routes]]
+  hostname = "idle.test"
+  backend = "127.0.0.1:${sink.port}"
+  [[listeners.routes]]
+  hostname = "unreachable.test"
+  backend = "127.0.0.1:${blackhole.port}"
+`);
+});
+afterAll(async () => {
+  sink?.close();
+  await proxy?.stop();
+  for (const f of blackhole?.fillers ?? []) f.destroy();
+  blackhole?.kill();
+  logs?.stop();
+});
+
+test("idle_timeout closes a relayed connection on which nothing moves", async () => {
+  const before = sink.conns.length;
+  const c = rawConnect(proxy.port());
+  await c.connected;
+  await writeAll(c.socket, await realHello("idle.test"));
+  const b = await sink.conn(before);
+  const t0 = Date.now();
+  const r = await c.outcome(10_000);
+  const elapsed = Date.now() - t0;
+  expect(r.kind === "fin" || r.kind === "reset").toBe(true);
+  expect(elapsed).toBeGreaterThanOrEqual(700);
+  expect(elapsed).toBeLessThan(4000);
+  await Promise.race([b.closed, Bun.sleep(5000)]);
+  expect(b.socket.destroyed).toBe(true); // the backend side was cut too
+  const line = await waitUntil(() => logs.conns().find((l) => l.client === `127.0.0.1:${c.localPort()}`), 5000, "conn log");
+  expect(line.outcome).toBe("idle_timeout");
+});
+
+test("traffic in either direction keeps a relayed connection past idle_timeout", async () => {
+  const before = sink.conns.length;
+  const c = rawConnect(proxy.port());
+  await c.connected;
+  await writeAll(c.socket, await realHello("idle.test"));
+  const b = await sink.conn(before);
+  // 2.4 s of traffic, a message every 300 ms, alternating directions.
+  for (let i = 0; i < 8; i++) {
+    await Bun.sleep(300);
+    if (i % 2 === 0) await writeAll(c.socket, Buffer.from("."));
+    else await writeAll(b.socket, Buffer.from("."));
+  }
+  await waitUntil(() => c.received().length >= 4, 5000, "backend bytes");
+  expect(c.socket.destroyed).toBe(false);
+  expect(c.received().toString()).toBe("....");
+  expect(b.received().subarray(-4).toString()).toBe("....");
+  c.socket.end();
+  expect((await c.outcome()).kind).toBe("fin");
+});
+
+test("connect_timeout closes the client when the backend never answers, outcome backend_connect_failed", async () => {
+  const c = rawConnect(proxy.port());
+  await c.connected;
+  await writeAll(c.socket, await realHello("unreachable.test"));
+  const t0 = Date.now();
+  const r = await c.outcome(10_000);
+  const elapsed = Date.now() - t0;
+  expect(r.kind === "fin" || r.kind === "reset").toBe(true);
+  expect(r.bytes.length).toBe(0);
+  expect(elapsed).toBeGreaterThanOrEqual(700);
+  expect(elapsed).toBeLessThan(4000);
+  const line = await waitUntil(() => logs.conns().find((l) => l.client === `127.0.0.1:${c.localPort()}`), 5000, "conn log");
+  expect(line).toMatchObject({ outcome: "backend_connect_failed", reason: "connect_timeout", route: "unreachable.test" });
+});
