@@ -463,7 +463,7 @@ export class Conn {
     if (!logLevelEnabled("info")) return;
     log.info("conn", {
       listener: this.lc.ls.record.addr,
-      client: `${this.client.address}:${this.client.port}`,
+      client: this.client.address.includes(":") ? `[${this.client.address}]:${this.client.port}` : `${this.client.address}:${this.client.port}`,
       sni: this.sni || undefined,
       route: this.route?.record.hostname,
       mode: this.route ? mode : undefined,

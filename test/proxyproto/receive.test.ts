@@ -183,7 +183,7 @@ describe("the PROXY source is the client", () => {
     const l4 = await connLine("198.51.100.77:4444");
     expect(l4.sni).toBe("a.test");
     await routed(plain, encodeProxyV2({ source: { address: "2001:db8::77", port: 4445 }, destination: v6.destination }), helloA);
-    const l6 = await connLine("2001:db8::77:4445");
+    const l6 = await connLine("[2001:db8::77]:4445");
     expect(l6.sni).toBe("a.test");
   });
 
