@@ -9,7 +9,9 @@ export const REPO_ROOT = path.resolve(import.meta.dir, "..");
 
 /** Runs `buf generate` into `<outBase>/src/gen` (default: the repo itself); throws with buf's stderr on failure. */
 export function generateProto(outBase: string = REPO_ROOT): void {
-  const buf = path.join(REPO_ROOT, "node_modules/.bin/buf");
+  // The platform package of buf directly: the npm registry here lacks buf's other platform
+  // packages, which would leave package-lock.json out of sync for `npm ci`.
+  const buf = path.join(REPO_ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
   // cwd = repo root: buf.gen.yaml names the plugin by a path relative to it.
   const res = Bun.spawnSync([buf, "generate", "--template", "buf.gen.yaml", "-o", outBase], {
     cwd: REPO_ROOT,

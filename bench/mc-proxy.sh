@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Benchmarks the compiled mc-proxy against HAProxy and nginx with the shared
+# harness (../shared/bench, see its README). Loopback only; every run is
+# bounded by the harness (wrk -d / h2load -D, wrapped in timeout).
+#
+#   bench/mc-proxy.sh [l4|l7|all]        (default all)
+#
+# Needs: apt-get install -y haproxy nginx libnginx-mod-stream nghttp2-client wrk openssl curl
+# Env: DURATION, REPS/ROUNDS, BENCH_STATE … as in the harness; MC_PROXY (binary, default dist/mc-proxy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HARNESS="$(cd ../shared/bench && pwd)"
+STATE="${BENCH_STATE:-${TMPDIR:-/tmp}/mc-proxy-bench}"
+BIN="${MC_PROXY:-dist/mc-proxy}"
+what="${1:-all}"
+
+[ -x "$BIN" ] || node_modules/.bin/bun scripts/build.ts mc-proxy
+"$HARNESS/setup.sh"
+
+run_dir="$STATE/mc-proxy"
+rm -rf "$run_dir"; mkdir -p "$run_dir"
+cat > "$run_dir/mc-proxy.toml" <<TOML
+[database]
+path = "mc-proxy.db"
+
+[[listeners]]
+addr = "127.0.0.1:8443"
+  [[listeners.routes]]
+  hostname = "a.test"
+  backend = "127.0.0.1:9443"
+  [[listeners.routes]]
+  hostname = "b.test"
+  backend = "127.0.0.1:9444"
+
+[[listeners]]
+addr = "127.0.0.1:8444"
+  [[listeners.routes]]
+  hostname = "a.test"
+  backend = "127.0.0.1:9080"
+  mode = "l7"
+  backend_protocol = "h2"
+  tls_cert = "$STATE/certs/a.test.fullchain.crt"
+  tls_key = "$STATE/certs/a.test.key"
+  [[listeners.routes]]
+  hostname = "b.test"
+  backend = "127.0.0.1:9081"
+  mode = "l7"
+  backend_protocol = "http1"
+  tls_cert = "$STATE/certs/b.test.fullchain.crt"
+  tls_key = "$STATE/certs/b.test.key"
+
+[proxy]
+l7_min_tls = "1.2"
+shutdown_timeout = "2s"
+
+[log]
+level = "warn"
+TOML
+
+taskset -c 1 "$BIN" server -c "$run_dir/mc-proxy.toml" 2> "$run_dir/server.log" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8444) 2>/dev/null && break; sleep 0.1; done
+
+export LABEL=mc-proxy PROXY_PID="$pid"
+if [ "$what" = l4 ] || [ "$what" = all ]; then
+  "$HARNESS/check.sh" l4 custom:127.0.0.1:8443
+  WORKLOADS_RUN="${L4_WORKLOADS:-W1 W2 W3}" "$HARNESS/suite.sh" custom:127.0.0.1:8443 haproxy nginx direct
+fi
+if [ "$what" = l7 ] || [ "$what" = all ]; then
+  "$HARNESS/check.sh" l7 custom:127.0.0.1:8444
+  WORKLOADS_RUN="${L7_WORKLOADS:-W4 W4h1 W5}" "$HARNESS/suite.sh" custom:127.0.0.1:8444 haproxy nginx direct
+fi
