@@ -6,3 +6,8 @@
 import { setLogSink } from "../src/obs/log.ts";
 
 if (process.env.MCP_TEST_LOG !== "1") setLogSink(() => {});
+
+// bunfig's [test] timeout is ignored by Bun 1.4.4 (hooks and tests stay at
+// 5 s); network tests on a loaded 2-core machine need more.
+import { setDefaultTimeout } from "bun:test";
+setDefaultTimeout(60_000);

@@ -143,7 +143,10 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
   const conn = new L7Conn(ctx, duplex);
   let outcome = "tls_error";
   let done = false;
-  const w: Watched = { duplex, seen: -1, since: Date.now(), limitMs: ctx.proxy.idleTimeoutMs, expire: () => {} };
+  // Until the handshake completes the stall limit is hello_timeout, not the
+  // (long) idle timeout: a client that sends a ClientHello and then nothing
+  // must not hold a connection for minutes.
+  const w: Watched = { duplex, seen: -1, since: Date.now(), limitMs: Math.min(ctx.proxy.helloTimeoutMs, ctx.proxy.idleTimeoutMs), expire: () => {} };
   const finish = () => {
     if (done) return;
     done = true;
@@ -188,7 +191,7 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
     log.info("l7.tls_error", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, reason, class: cls });
   };
   w.expire = () => {
-    handshakeFailed("handshake timed out (idle)", "timeout");
+    handshakeFailed("handshake not completed within hello_timeout", "timeout");
     outcome = secure ? "idle_timeout" : "tls_error";
     sock.destroy();
     duplex.destroy();
@@ -197,6 +200,7 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
 
   sock.on("secure", () => {
     secure = true;
+    w.limitMs = ctx.proxy.idleTimeoutMs;
     outcome = "ok";
     (sock as unknown as Record<symbol, L7Conn>)[kConn] = conn;
     if (sock.alpnProtocol === "h2") {
