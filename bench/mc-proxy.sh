@@ -13,6 +13,9 @@ HARNESS="$(cd ../shared/bench && pwd)"
 STATE="${BENCH_STATE:-${TMPDIR:-/tmp}/mc-proxy-bench}"
 BIN="${MC_PROXY:-dist/mc-proxy}"
 what="${1:-all}"
+# The reference proxies use 8443/8444; ours listens beside them.
+MCP_L4_PORT="${MCP_L4_PORT:-7443}"
+MCP_L7_PORT="${MCP_L7_PORT:-7444}"
 
 [ -x "$BIN" ] || node_modules/.bin/bun scripts/build.ts mc-proxy
 "$HARNESS/setup.sh"
@@ -24,7 +27,7 @@ cat > "$run_dir/mc-proxy.toml" <<TOML
 path = "mc-proxy.db"
 
 [[listeners]]
-addr = "127.0.0.1:8443"
+addr = "127.0.0.1:${MCP_L4_PORT}"
   [[listeners.routes]]
   hostname = "a.test"
   backend = "127.0.0.1:9443"
@@ -33,7 +36,7 @@ addr = "127.0.0.1:8443"
   backend = "127.0.0.1:9444"
 
 [[listeners]]
-addr = "127.0.0.1:8444"
+addr = "127.0.0.1:${MCP_L7_PORT}"
   [[listeners.routes]]
   hostname = "a.test"
   backend = "127.0.0.1:9080"
@@ -60,14 +63,16 @@ TOML
 taskset -c 1 "$BIN" server -c "$run_dir/mc-proxy.toml" 2> "$run_dir/server.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8444) 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/${MCP_L7_PORT}) 2>/dev/null && break; sleep 0.1; done
 
-export LABEL=mc-proxy PROXY_PID="$pid"
+# LABEL would rename every target of a suite run, not just ours: leave it unset
+# (our rows are named custom-127.0.0.1-PORT).
+export PROXY_PID="$pid"
 if [ "$what" = l4 ] || [ "$what" = all ]; then
-  "$HARNESS/check.sh" l4 custom:127.0.0.1:8443
-  WORKLOADS_RUN="${L4_WORKLOADS:-W1 W2 W3}" "$HARNESS/suite.sh" custom:127.0.0.1:8443 haproxy nginx direct
+  "$HARNESS/check.sh" l4 custom:127.0.0.1:${MCP_L4_PORT}
+  WORKLOADS_RUN="${L4_WORKLOADS:-W1 W2 W3}" "$HARNESS/suite.sh" custom:127.0.0.1:${MCP_L4_PORT} haproxy nginx direct
 fi
 if [ "$what" = l7 ] || [ "$what" = all ]; then
-  "$HARNESS/check.sh" l7 custom:127.0.0.1:8444
-  WORKLOADS_RUN="${L7_WORKLOADS:-W4 W4h1 W5}" "$HARNESS/suite.sh" custom:127.0.0.1:8444 haproxy nginx direct
+  "$HARNESS/check.sh" l7 custom:127.0.0.1:${MCP_L7_PORT}
+  WORKLOADS_RUN="${L7_WORKLOADS:-W4 W4h1 W5}" "$HARNESS/suite.sh" custom:127.0.0.1:${MCP_L7_PORT} haproxy nginx direct
 fi
