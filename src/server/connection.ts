@@ -95,6 +95,7 @@ export class Conn {
   reason = "";
   private hello: ClientHelloReader | null = null;
   private headerBuf: Uint8Array | null = null;
+  private headerLen = 0;
   private relay: Relay | null = null;
   private backend: BackendSocket | null = null;
   private duplex: NativeSocketDuplex | null = null;
@@ -186,14 +187,21 @@ export class Conn {
 
   /** Step 2: accumulate and parse the PROXY header; the rest goes to the hello reader. */
   private onHeaderBytes(chunk: Uint8Array): void {
-    const prev = this.headerBuf!;
-    const buf = new Uint8Array(prev.length + chunk.length);
-    buf.set(prev);
-    buf.set(chunk, prev.length);
+    // Grow by doubling: a header dribbled one byte at a time must not cost
+    // a copy of everything so far per byte.
+    let store = this.headerBuf!;
+    const len = this.headerLen + chunk.length;
+    if (len > store.length) {
+      const next = new Uint8Array(Math.max(256, store.length * 2, len));
+      next.set(store.subarray(0, this.headerLen));
+      store = this.headerBuf = next;
+    }
+    store.set(chunk, this.headerLen);
+    this.headerLen = len;
+    const buf = store.subarray(0, len);
     const r = parseProxyHeader(buf);
     if (r.status === "need_more") {
-      if (buf.length >= this.lc.proxy.helloMaxBytes) return this.helloFailed("proxy_header", "too_large");
-      this.headerBuf = buf;
+      if (len >= this.lc.proxy.helloMaxBytes) return this.helloFailed("proxy_header", "too_large");
       return;
     }
     this.headerBuf = null;
