@@ -106,8 +106,27 @@ class H1Front implements Front {
   }
 }
 
-/** node:http2 'stream' handler: one HTTP/2 request from a client. */
+/**
+ * node:http2 'stream' handler: one HTTP/2 request from a client. The
+ * exchange starts on the next turn of the event loop, and only if the client
+ * has not reset the stream by then.
+ */
 export function onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
+  // Rapid reset (CVE-2023-44487): an attacker writes HEADERS + RST_STREAM
+  // pairs back to back. Bun emits 'stream' before it parses the RST that sits
+  // in the same read, so starting at once would send every one of them to
+  // the backend (measured: 1000 backend requests before Bun's own reset cap
+  // sends GOAWAY). One setImmediate lets the parser see the RST first.
+  setImmediate(startH2Stream, stream, headers, flags);
+  // A stream torn down with its session (GOAWAY, reset) emits 'error'; with
+  // no listener Bun prints an uncaught error per stream. 'close' cleans up.
+  stream.on("error", ignore);
+}
+
+function ignore(): void {}
+
+function startH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
+  if (stream.destroyed || stream.closed || stream.aborted) return;
   const conn = (stream.session as unknown as Record<symbol, L7Conn | undefined> | undefined)?.[kConn];
   if (!conn) {
     stream.close(NGHTTP2_INTERNAL_ERROR);

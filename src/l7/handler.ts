@@ -9,6 +9,7 @@
  */
 import http from "node:http";
 import http2 from "node:http2";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { MinTls } from "../config/types.ts";
 import { log } from "../obs/log.ts";
@@ -50,6 +51,21 @@ export function tlsFailureReason(e: unknown, min: MinTls): string {
 
 // ---------------------------------------------------------------- shared HTTP servers
 
+// Limits for hostile clients (see ARCHITECTURE.md "L7 hardening"). Values follow
+// HAProxy/nginx practice; each one is pinned by a test in test/l7harden.
+/** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (HAProxy 100, nginx 128); Bun's default is 2^32-1. */
+export const H2_MAX_CONCURRENT_STREAMS = 100;
+/** Request head cap: HTTP/1.1 header section (→ 431) and HTTP/2 header list (SETTINGS_MAX_HEADER_LIST_SIZE). */
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** Streams refused for exceeding the concurrency cap before the session is closed (GOAWAY ENHANCE_YOUR_CALM); Bun honours it (measured). */
+const H2_MAX_REJECTED_STREAMS = 100;
+// Node's defaults, stated so a Bun upgrade that starts honouring them keeps
+// sane values. PING/SETTINGS floods and reset floods are capped by Bun
+// itself at ~1000 (GOAWAY ENHANCE_YOUR_CALM), guarded by tests.
+const H2_MAX_INVALID_FRAMES = 1000;
+const H2_MAX_OUTSTANDING_PINGS = 10;
+const H2_MAX_SETTINGS = 32;
+
 let h2server: http2.Http2Server | null = null;
 let h1server: http.Server | null = null;
 // The session being created by h2server.emit('connection'); 'session' fires synchronously.
@@ -57,7 +73,13 @@ let connecting: L7Conn | null = null;
 
 function getH2Server(): http2.Http2Server {
   if (h2server) return h2server;
-  const s = http2.createServer({ settings: { initialWindowSize: 1 << 20 } });
+  const s = http2.createServer({
+    settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_BYTES },
+    maxSessionRejectedStreams: H2_MAX_REJECTED_STREAMS,
+    maxSessionInvalidFrames: H2_MAX_INVALID_FRAMES,
+    maxOutstandingPings: H2_MAX_OUTSTANDING_PINGS,
+    maxSettings: H2_MAX_SETTINGS,
+  });
   s.on("session", (session: http2.ServerHttp2Session) => {
     const conn = connecting;
     (session as unknown as Record<symbol, L7Conn | null>)[kConn] = conn;
@@ -71,19 +93,90 @@ function getH2Server(): http2.Http2Server {
 
 function getH1Server(): http.Server {
   if (h1server) return h1server;
-  const s = http.createServer();
+  const s = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
   // Our idle sweep owns connection lifetime; node's request deadlines would cut long uploads.
   s.requestTimeout = 0;
   s.headersTimeout = 0;
   s.keepAliveTimeout = 0;
-  s.on("request", onH1Request);
+  s.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    headArrived(req.socket, res);
+    onH1Request(req, res);
+  });
   s.on("upgrade", (req: http.IncomingMessage, socket, head: Buffer) => {
+    headArrived(req.socket, null);
     const conn = (req.socket as unknown as Record<symbol, L7Conn | undefined>)[kConn];
     if (!conn) return socket.destroy();
     handleUpgrade(conn, req, socket, head);
   });
-  s.on("clientError", (_e, socket) => socket.destroy());
+  s.on("clientError", onH1ClientError);
   return (h1server = s);
+}
+
+/**
+ * The HTTP/1.1 parser refused a request (malformed, smuggling attempt, head
+ * too large): answer like Node's default handler — 431 for an oversized head,
+ * 400 otherwise — then close, so nothing ambiguous ever reaches a backend.
+ */
+function onH1ClientError(e: Error & { code?: string }, socket: Duplex): void {
+  if (socket.writableEnded) return void socket.destroy(); // we are already closing it (408)
+  const conn = (socket as unknown as Record<symbol, L7Conn | undefined>)[kConn];
+  const code = e.code ?? "";
+  const status = code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+  if (conn) {
+    log.info("l7.bad_request", { listener: conn.ctx.listenerAddr, sni: conn.ctx.sni, client: conn.ctx.client.address, status, reason: code || e.message });
+  }
+  if (!socket.writable || socket.destroyed) return void socket.destroy();
+  // end(), not destroy(): destroy would drop the answer still in the TLS buffer.
+  const text = status === 431 ? "Request Header Fields Too Large" : "Bad Request";
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\nConnection: close\r\n\r\n${text}\n`);
+}
+
+// ---------------------------------------------------------------- HTTP/1.1 request-head deadline
+
+/**
+ * Slowloris: a client that sends its request head one byte every few seconds
+ * keeps the byte counters moving, so the idle sweep never fires, and Bun does
+ * not apply node's `headersTimeout` to sockets handed over with
+ * emit('connection') (measured: still open after 40 s). So every HTTP/1.1
+ * request head must arrive whole within hello_timeout, counted from the end
+ * of the TLS handshake (first request) or from its first byte (later
+ * keep-alive requests; an idle keep-alive connection is the idle sweep's).
+ */
+interface HeadWait {
+  /** Requests whose head arrived and whose response is not finished yet. */
+  busy: number;
+  /** No head is awaited any more (the connection was upgraded). */
+  upgraded: boolean;
+  /** When the awaited head started (0: not yet — no byte since `bytesAtIdle`). */
+  startedAt: number;
+  bytesAtIdle: number;
+}
+const kHead = Symbol("mc-proxy.headwait");
+
+function headArrived(sock: unknown, res: http.ServerResponse | null): void {
+  const h = (sock as Record<symbol, HeadWait | undefined>)[kHead];
+  const conn = (sock as Record<symbol, L7Conn | undefined>)[kConn];
+  if (!h || !conn) return;
+  if (res === null) {
+    h.upgraded = true;
+    return;
+  }
+  h.busy++;
+  res.once("close", () => {
+    if (--h.busy > 0) return;
+    h.startedAt = 0;
+    h.bytesAtIdle = conn.duplex.bytesIn;
+  });
+}
+
+/** True when `h` awaits a head that has been arriving for longer than `limitMs`. */
+function headLate(h: HeadWait, duplex: NativeSocketDuplex, now: number, limitMs: number): boolean {
+  if (h.busy > 0 || h.upgraded) return false;
+  if (h.startedAt === 0) {
+    if (duplex.bytesIn > h.bytesAtIdle) h.startedAt = now;
+    return false;
+  }
+  return now - h.startedAt >= limitMs;
 }
 
 // ---------------------------------------------------------------- idle sweep
@@ -96,6 +189,8 @@ interface Watched {
   since: number;
   limitMs: number;
   expire: () => void;
+  /** HTTP/1.1 connections: the request-head deadline (see HeadWait). */
+  head?: { wait: HeadWait; limitMs: number; expire: () => void };
 }
 const watched = new Set<Watched>();
 let sweeper: ReturnType<typeof setInterval> | null = null;
@@ -127,6 +222,12 @@ function sweep(): void {
     } else if (now - w.since >= w.limitMs) {
       unwatch(w);
       w.expire();
+      continue;
+    }
+    if (w.head && headLate(w.head.wait, w.duplex, now, w.head.limitMs)) {
+      const expire = w.head.expire;
+      w.head = undefined; // once; the idle sweep still bounds the goodbye
+      expire();
     }
   }
 }
@@ -190,6 +291,15 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
     metrics.tlsFailure(cls);
     log.info("l7.tls_error", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, reason, class: cls });
   };
+  // Like node's headersTimeout: answer 408 and close.
+  const headTimedOut = () => {
+    outcome = "header_timeout";
+    log.info("l7.header_timeout", { listener: ctx.listenerAddr, sni: ctx.sni, client: ctx.client.address, limit_ms: ctx.proxy.helloTimeoutMs });
+    if (sock.destroyed || !sock.writable) return void sock.destroy();
+    sock.end("HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n");
+    // Whatever the client does now, the connection is gone within a second.
+    setTimeout(() => duplex.destroy(), 1000).unref?.();
+  };
   w.expire = () => {
     handshakeFailed("handshake not completed within hello_timeout", "timeout");
     outcome = secure ? "idle_timeout" : "tls_error";
@@ -210,7 +320,13 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
       } finally {
         connecting = null;
       }
-    } else getH1Server().emit("connection", sock);
+    } else {
+      // The first head is due within hello_timeout of the handshake's end.
+      const wait: HeadWait = { busy: 0, upgraded: false, startedAt: Date.now(), bytesAtIdle: duplex.bytesIn };
+      (sock as unknown as Record<symbol, HeadWait>)[kHead] = wait;
+      w.head = { wait, limitMs: ctx.proxy.helloTimeoutMs, expire: () => headTimedOut() };
+      getH1Server().emit("connection", sock);
+    }
   });
   // Bun's http2 session does not react to the client's FIN: finish the open
   // streams, then close (Node would do this itself).

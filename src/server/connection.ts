@@ -488,6 +488,7 @@ export class Conn {
 /** Maps the L7 handler's summary outcome onto the connection outcomes counted in metrics. */
 function l7Outcome(o: string): CloseOutcome {
   if (o === "ok" || o === "idle_timeout") return o;
+  if (o === "header_timeout") return "idle_timeout"; // HTTP/1.1 head not complete within hello_timeout
   if (o.startsWith("tls") || o === "no_cert") return "tls_failed";
   return "other";
 }
