@@ -27,6 +27,9 @@ type WriteCb = (err?: Error | null) => void;
 /** Outgoing bytes buffered above TLS before producers are paused (see `overloaded`). */
 export const OUT_BUFFER_MAX = 1 << 20;
 
+/** Writes are batched per event-loop turn up to this many bytes (one full TLS record). */
+const COALESCE_MAX = 16 * 1024;
+
 /**
  * A Duplex over a native socket. Contract: the owner forwards the socket's
  * events — data → `feed`, peer FIN → `feedEnd`, drain → `drained`,
@@ -38,7 +41,15 @@ export class NativeSocketDuplex extends Duplex {
   /** Raw bytes received from / accepted for the peer, including the replayed initial bytes (TLS records, not plaintext). */
   bytesIn = 0;
   bytesOut = 0;
-  private pending: { buf: Uint8Array; off: number; cb: WriteCb } | null = null;
+  /** The rest of a partial socket write; `cb` null for a batch (its callbacks already ran). */
+  private pending: { buf: Uint8Array; off: number; cb: WriteCb | null } | null = null;
+  /** A write that arrived while a batch remainder was pending: written after it. */
+  private waiting: { chunk: Uint8Array; cb: WriteCb } | null = null;
+  /** _final that arrived while a batch remainder was pending. */
+  private finalWaiting: WriteCb | null = null;
+  /** Small writes of this event-loop turn, not yet written (see `_write`). */
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
   private drainWaiters: (() => void)[] = [];
   private socketPaused = false;
   private socketGone = false;
@@ -102,9 +113,16 @@ export class NativeSocketDuplex extends Duplex {
     if (n < 0) return this.failPending();
     p.off += n;
     this.bytesOut += n;
-    if (p.off >= p.buf.byteLength) {
-      this.pending = null;
-      p.cb();
+    if (p.off < p.buf.byteLength) return;
+    this.pending = null;
+    p.cb?.();
+    const w = this.waiting;
+    this.waiting = null;
+    if (w) this._write(w.chunk, "buffer" as BufferEncoding, w.cb);
+    else if (this.finalWaiting && !this.pending) {
+      const cb = this.finalWaiting;
+      this.finalWaiting = null;
+      this._final(cb);
     }
   }
 
@@ -124,21 +142,75 @@ export class NativeSocketDuplex extends Duplex {
     }
   }
 
+  /**
+   * Small writes are batched per event-loop turn: node:tls hands us one
+   * record per HTTP/2 frame or HTTP/1.1 write, and a send() per record was
+   * the largest cost of the L7 path. A small chunk is queued and its callback
+   * runs at once (delaying callbacks stalls node:tls, which waits for them:
+   * measured −20 % on HTTP/2 bulk); the batch goes out in one socket write on
+   * setImmediate — after this turn's I/O callbacks, so no idle wait — or as
+   * soon as it reaches COALESCE_MAX. Measured: 10-25x fewer client writes,
+   * +25-30 % h2 req/s; process.nextTick gave nothing (every native callback
+   * is its own tick). Large chunks are written at once, after the batch.
+   * At most ~2 x COALESCE_MAX is thus outside `writableLength`.
+   */
   override _write(chunk: Uint8Array, _enc: BufferEncoding, cb: WriteCb): void {
     if (this.socketGone) return cb(epipe());
-    const n = this.socket.write(chunk);
-    if (n === chunk.byteLength) {
-      this.bytesOut += n;
+    if (this.pending !== null) {
+      // Only a batch remainder can be pending here (a chunk's own write holds its callback).
+      this.waiting = { chunk, cb };
+      return;
+    }
+    if (chunk.byteLength < COALESCE_MAX) {
+      if (this.batchBytes === 0) setImmediate(this.flushBatch);
+      this.batch.push(chunk);
+      this.batchBytes += chunk.byteLength;
+      if (this.batchBytes >= COALESCE_MAX) this.flushBatch();
       return cb();
     }
-    if (n < 0) return cb(epipe());
+    this.flushBatch();
+    if (this.pending !== null) {
+      this.waiting = { chunk, cb };
+      return;
+    }
+    this.send(chunk, cb);
+  }
+
+  /** Writes the batch (order kept: nothing else is written while it is non-empty). */
+  private readonly flushBatch = (): void => {
+    if (this.batchBytes === 0 || this.pending !== null || this.socketGone) return;
+    const b = this.batch;
+    const buf = b.length === 1 ? b[0]! : Buffer.concat(b);
+    this.batch = [];
+    this.batchBytes = 0;
+    this.send(buf, null);
+  };
+
+  private send(buf: Uint8Array, cb: WriteCb | null): void {
+    const n = this.socket.write(buf);
+    if (n === buf.byteLength) {
+      this.bytesOut += n;
+      return cb?.();
+    }
+    if (n < 0) return cb?.(epipe());
     this.bytesOut += n;
-    // Partial write: hold the callback (that is the backpressure) until drained().
-    this.pending = { buf: chunk, off: n, cb };
+    // Partial write: hold the rest (and the callback: that is the backpressure) until drained().
+    this.pending = { buf, off: n, cb };
+  }
+
+  /** A clean destroy first sends the batch (e.g. a final answer + close_notify written just before). */
+  override destroy(err?: Error): this {
+    if (!err && !this.destroyed) this.flushBatch();
+    return super.destroy(err);
   }
 
   override _final(cb: WriteCb): void {
-    // Node calls _final only after every write callback ran, so nothing is pending.
+    // Node calls _final only after every write callback ran; a batch may still be unsent.
+    this.flushBatch();
+    if (this.pending !== null) {
+      this.finalWaiting = cb;
+      return;
+    }
     if (!this.socketGone) this.socket.shutdown();
     cb();
   }
@@ -155,9 +227,16 @@ export class NativeSocketDuplex extends Duplex {
 
   private failPending(): void {
     const p = this.pending;
-    if (!p) return;
+    const w = this.waiting;
+    const f = this.finalWaiting;
     this.pending = null;
-    p.cb(epipe());
+    this.waiting = null;
+    this.finalWaiting = null;
+    this.batch = [];
+    this.batchBytes = 0;
+    p?.cb?.(epipe());
+    w?.cb(epipe());
+    f?.(epipe());
   }
 }
 

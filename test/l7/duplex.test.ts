@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { createHash } from "node:crypto";
 import net from "node:net";
-import { NativeSocketDuplex } from "../../src/l7/duplex.ts";
+import { NativeSocketDuplex, type NativeSocketLike } from "../../src/l7/duplex.ts";
 
 type Data = { duplex?: NativeSocketDuplex };
 let server: TCPSocketListener<Data> | null = null;
@@ -22,7 +22,7 @@ afterEach(() => {
  * A listener that, like the pipeline, reads the first chunk itself, then
  * wraps the socket in a NativeSocketDuplex replaying that chunk.
  */
-function listen(onDuplex: (d: NativeSocketDuplex) => void): number {
+function listen(onDuplex: (d: NativeSocketDuplex) => void, wrap?: (s: Socket<Data>) => NativeSocketLike): number {
   server = Bun.listen<Data>({
     hostname: "127.0.0.1",
     port: 0,
@@ -33,7 +33,7 @@ function listen(onDuplex: (d: NativeSocketDuplex) => void): number {
       },
       data(s, chunk) {
         if (!s.data.duplex) {
-          s.data.duplex = new NativeSocketDuplex(s, chunk);
+          s.data.duplex = new NativeSocketDuplex(wrap ? wrap(s) : s, chunk);
           onDuplex(s.data.duplex);
         } else s.data.duplex.feed(chunk);
       },
@@ -176,5 +176,39 @@ describe("NativeSocketDuplex", () => {
     await closed;
     expect(dup!.destroyed).toBe(true);
     expect(err!.code).toBe("ECONNRESET");
+  });
+  test("the writes of one event-loop turn leave as one socket write, in order", async () => {
+    let socketWrites = 0;
+    const count = (s: Socket<Data>): NativeSocketLike => ({
+      write: (data, off, len) => {
+        socketWrites++;
+        return s.write(data, off, len);
+      },
+      shutdown: () => s.shutdown(),
+      terminate: () => s.terminate(),
+      end: () => s.end(),
+      pause: () => s.pause(),
+      resume: () => s.resume(),
+    });
+    const port = listen((d) => {
+      // Like node:tls answering several HTTP/2 streams at once: many small records.
+      for (let i = 0; i < 50; i++) d.write(`r${i};`);
+      setTimeout(() => d.end("done"), 50);
+    }, count);
+    const c = await connect(port);
+    c.write("go");
+    const got = (await readAll(c)).toString();
+    expect(got).toBe(Array.from({ length: 50 }, (_, i) => `r${i};`).join("") + "done");
+    expect(socketWrites).toBe(2); // the 50 records, then "done"
+  });
+
+  test("a clean destroy right after a write still sends the written bytes", async () => {
+    const port = listen((d) => {
+      d.write("last words");
+      d.destroy(); // same turn: the bytes are still corked
+    });
+    const c = await connect(port);
+    c.write("go");
+    expect((await readAll(c)).toString()).toBe("last words");
   });
 });
