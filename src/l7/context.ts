@@ -43,6 +43,10 @@ export class L7Conn {
   /** The HTTP/2 session serving this connection (ALPN h2), once created. */
   h2session: import("node:http2").ServerHttp2Session | null = null;
   private ownPool: BackendPool | null = null;
+  /** Graceful shutdown has begun: no new requests are wanted on this connection. */
+  draining = false;
+  /** Installed by the handler: winds the connection's protocol down (see beginDrain). */
+  onDrain: (() => void) | null = null;
 
   constructor(
     readonly ctx: L7Context,
@@ -62,6 +66,18 @@ export class L7Conn {
       });
     }
     return this.ownPool;
+  }
+
+  /**
+   * Starts a graceful close (shutdown): HTTP/2 gets GOAWAY and closes once its
+   * open streams end; HTTP/1.1 closes now when idle, else answers its current
+   * request with `Connection: close` and closes after it; a WebSocket is left
+   * to run until the shutdown deadline. Idempotent.
+   */
+  beginDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.onDrain?.();
   }
 
   /** Releases per-connection backend connections. */

@@ -145,6 +145,8 @@ function onH1ClientError(e: Error & { code?: string }, socket: Duplex): void {
 interface HeadWait {
   /** Requests whose head arrived and whose response is not finished yet. */
   busy: number;
+  /** Those requests' responses (graceful shutdown marks them `Connection: close`). */
+  live: Set<http.ServerResponse>;
   /** No head is awaited any more (the connection was upgraded). */
   upgraded: boolean;
   /** When the awaited head started (0: not yet — no byte since `bytesAtIdle`). */
@@ -162,11 +164,36 @@ function headArrived(sock: unknown, res: http.ServerResponse | null): void {
     return;
   }
   h.busy++;
+  h.live.add(res);
+  if (conn.draining) res.setHeader("connection", "close");
   res.once("close", () => {
+    h.live.delete(res);
     if (--h.busy > 0) return;
     h.startedAt = 0;
     h.bytesAtIdle = conn.duplex.bytesIn;
+    if (conn.draining) conn.onDrain?.(); // the last response of a draining connection: close it now
   });
+}
+
+/**
+ * One graceful-shutdown step for an HTTP/1.1 connection: responses not yet
+ * started get `Connection: close`; once nothing is in flight and no new head
+ * has begun to arrive, the connection is closed. A head that has begun is
+ * served (with `Connection: close`) or ends in the head deadline's 408.
+ * An upgraded (WebSocket) connection is left alone until the shutdown deadline.
+ */
+function drainH1(h: HeadWait, sock: tls.TLSSocket, duplex: NativeSocketDuplex): void {
+  if (h.upgraded || sock.destroyed) return;
+  for (const res of h.live) if (!res.headersSent) res.setHeader("connection", "close");
+  if (h.busy > 0 || h.startedAt !== 0 || duplex.bytesIn > h.bytesAtIdle) return; // called again when the last response closes
+  closeGently(sock, duplex);
+}
+
+/** TLS close_notify + FIN; the connection is gone within a second whatever the client does. */
+function closeGently(sock: tls.TLSSocket, duplex: NativeSocketDuplex): void {
+  if (sock.destroyed || !sock.writable) return void sock.destroy();
+  sock.end();
+  setTimeout(() => duplex.destroy(), 1000).unref?.();
 }
 
 /** True when `h` awaits a head that has been arriving for longer than `limitMs`. */
@@ -238,9 +265,10 @@ function sweep(): void {
  * Serves one client connection whose ClientHello is still unread in `duplex`.
  * Calls `ctx.onClose` exactly once, when the connection is gone. A route
  * without a loaded certificate and every failed handshake are logged with
- * their reason; the connection is then closed.
+ * their reason; the connection is then closed. Returns the connection's
+ * L7Conn (the server calls `beginDrain()` on it at shutdown).
  */
-export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
+export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): L7Conn {
   const conn = new L7Conn(ctx, duplex);
   let outcome = "tls_error";
   let done = false;
@@ -273,7 +301,7 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
     metrics.tlsFailure("certificate"); // the handshake cannot even start: count it, never silent
     duplex.destroy();
     finish();
-    return;
+    return conn;
   }
 
   const min = ctx.proxy.l7MinTls;
@@ -307,6 +335,19 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
     duplex.destroy();
   };
   watch(w);
+  // Graceful shutdown (L7Conn.beginDrain). Before the handshake completes
+  // there is nothing to wind down: the 'secure' handler runs this again.
+  conn.onDrain = () => {
+    if (!secure) return;
+    const session = conn.h2session;
+    if (session) {
+      // GOAWAY: streams already open complete, new ones are refused; then close.
+      if (!session.closed && !session.destroyed) session.close(() => sock.destroy());
+      return;
+    }
+    const wait = (sock as unknown as Record<symbol, HeadWait | undefined>)[kHead];
+    if (wait) drainH1(wait, sock, duplex);
+  };
 
   sock.on("secure", () => {
     secure = true;
@@ -322,11 +363,12 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
       }
     } else {
       // The first head is due within hello_timeout of the handshake's end.
-      const wait: HeadWait = { busy: 0, upgraded: false, startedAt: Date.now(), bytesAtIdle: duplex.bytesIn };
+      const wait: HeadWait = { busy: 0, live: new Set(), upgraded: false, startedAt: Date.now(), bytesAtIdle: duplex.bytesIn };
       (sock as unknown as Record<symbol, HeadWait>)[kHead] = wait;
       w.head = { wait, limitMs: ctx.proxy.helloTimeoutMs, expire: () => headTimedOut() };
       getH1Server().emit("connection", sock);
     }
+    if (conn.draining) conn.onDrain?.();
   });
   // Bun's http2 session does not react to the client's FIN: finish the open
   // streams, then close (Node would do this itself).
@@ -357,4 +399,5 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): void {
     if (!sock.destroyed) sock.destroy();
     finish();
   });
+  return conn;
 }

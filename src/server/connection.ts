@@ -16,6 +16,7 @@ import { normalizeIp } from "../firewall/ip.ts";
 import { cidrContains, parseCidr, type Cidr } from "../firewall/ip.ts";
 import { Relay, type RelayOutcome } from "../l4/relay.ts";
 import { NativeSocketDuplex } from "../l7/duplex.ts";
+import type { L7Conn } from "../l7/context.ts";
 import { serveL7, type L7Context } from "../l7/handler.ts";
 import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics, type CloseOutcome, type ListenerMetrics } from "../obs/metrics.ts";
@@ -99,6 +100,9 @@ export class Conn {
   private relay: Relay | null = null;
   private backend: BackendSocket | null = null;
   private duplex: NativeSocketDuplex | null = null;
+  private l7: L7Conn | null = null;
+  /** Graceful shutdown has begun (an L7 connection routed later starts draining at once). */
+  private draining = false;
   private pendingUp: Uint8Array[] = [];
   private bytesUp = 0;
   private bytesDown = 0;
@@ -373,7 +377,8 @@ export class Conn {
         this.finish();
       },
     };
-    serveL7(duplex, ctx);
+    this.l7 = serveL7(duplex, ctx);
+    if (this.draining) this.l7.beginDrain();
   }
 
   // ---------------------------------------------------------------- client events
@@ -436,6 +441,16 @@ export class Conn {
       this.relay!.abort("idle_timeout");
     }
     // L7 connections keep their own idle timer (src/l7/handler.ts).
+  }
+
+  /**
+   * Graceful shutdown has begun: an L7 connection is told to wind down
+   * (HTTP/2 GOAWAY, HTTP/1.1 Connection: close — see L7Conn.beginDrain).
+   * L4 relays are left to finish on their own; cut() ends what remains.
+   */
+  beginDrain(): void {
+    this.draining = true;
+    if (this.phase === Phase.L7) this.l7?.beginDrain();
   }
 
   /** Cuts the connection now (shutdown deadline). */

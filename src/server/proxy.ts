@@ -134,10 +134,13 @@ export class ProxyServer {
   }
 
   /**
-   * Waits for open connections to finish, at most `timeoutMs`, then cuts the
-   * rest. Returns how many were cut.
+   * Tells every open connection to wind down (L7: GOAWAY / Connection: close),
+   * waits for them to finish, at most `timeoutMs`, then cuts the rest.
+   * Returns how many were cut.
    */
   async drain(timeoutMs: number): Promise<number> {
+    // A copy: beginDrain may close (and so untrack) a connection synchronously.
+    for (const c of [...this.conns]) c.beginDrain();
     if (this.conns.size > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, timeoutMs);
