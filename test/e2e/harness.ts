@@ -4,6 +4,7 @@
  *   srv.port(0)                                              // bound port of listeners[0]
  *   const r = await runBin(MCPROXYCTL, ["--socket", sock, "status"]);  // { code, out, err }
  *   await srv.stop();                                        // SIGTERM, wait for exit (SIGKILL after 20 s)
+ * (the server process itself is test/helpers/subprocess.ts, started from the binary)
  * Every process started here is tracked; `killAll()` (call it in afterAll) kills
  * whatever is still running.
  */
@@ -11,6 +12,9 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { killAllServers, startServerProc as startServer, type ServerProc } from "../helpers/subprocess.ts";
+
+export type { LogLine, ServerProc } from "../helpers/subprocess.ts";
 
 /** The environment the binaries get: nothing from the test runner (no NODE_*, no BUN_*). */
 export const MIN_ENV = { PATH: "/usr/bin:/bin" };
@@ -21,6 +25,7 @@ const live = new Set<Subprocess>();
 export function killAll(): void {
   for (const p of live) p.kill("SIGKILL");
   live.clear();
+  killAllServers();
 }
 
 export interface RunResult {
@@ -47,117 +52,16 @@ export async function runBin(
   }
 }
 
-/** One parsed JSON log line from the server's stderr. */
-export type LogLine = Record<string, unknown> & { event?: string };
-
-export interface ServerProc {
-  proc: Subprocess<"ignore", "ignore", "pipe">;
-  /** Every stderr line parsed as JSON (non-JSON lines are kept as `{ raw }`). */
-  logs: LogLine[];
-  /** Bound ports of the listeners, in the order of the server.start line. */
-  ports: number[];
-  /** The server.start line itself. */
-  start: LogLine;
-  port(i?: number): number;
-  /** Resolves with the first log line (from the beginning) matching `pred`; rejects after `ms`. */
-  waitLog(pred: (l: LogLine) => boolean, ms?: number, what?: string): Promise<LogLine>;
-  /** SIGTERM and wait for exit (SIGKILL after `ms`); returns the exit code. */
-  stop(ms?: number): Promise<number>;
-  stderrText(): string;
-}
-
 /**
- * Starts `bin server -c cfgPath` and resolves once it logged `server.start`;
- * rejects with its stderr when it exits first or `ms` passes.
+ * Starts `bin server -c cfgPath` with the minimal environment and resolves once
+ * it logged `server.start`; rejects with its stderr when it exits first or `ms` passes.
  */
-export async function startServerProc(
+export function startServerProc(
   bin: string,
   cfgPath: string,
   opts: { cwd?: string; env?: Record<string, string>; ms?: number } = {},
 ): Promise<ServerProc> {
-  const proc = Bun.spawn([bin, "server", "-c", cfgPath], {
-    cwd: opts.cwd,
-    env: opts.env ?? MIN_ENV,
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  live.add(proc);
-  const logs: LogLine[] = [];
-  let text = "";
-  // Keep reading stderr for the whole life of the process: a full pipe would block its logging.
-  (async () => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of proc.stderr) {
-      const s = dec.decode(chunk, { stream: true });
-      text += s;
-      buf += s;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          logs.push({ raw: line });
-        }
-      }
-    }
-  })().catch(() => {});
-
-  let exited = false;
-  proc.exited.then(() => {
-    exited = true;
-    live.delete(proc);
-  });
-
-  const waitLog = async (pred: (l: LogLine) => boolean, ms = 20_000, what = "log line"): Promise<LogLine> => {
-    const end = Date.now() + ms;
-    for (;;) {
-      const hit = logs.find(pred);
-      if (hit) return hit;
-      if (exited) {
-        await Bun.sleep(50); // let the reader drain the last lines
-        const late = logs.find(pred);
-        if (late) return late;
-        throw new Error(`server exited (code ${proc.exitCode}) before ${what}; stderr:\n${text}`);
-      }
-      if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}; stderr:\n${text}`);
-      await Bun.sleep(25);
-    }
-  };
-
-  let start: LogLine;
-  try {
-    start = await waitLog((l) => l.event === "server.start", opts.ms ?? 30_000, "server.start");
-  } catch (e) {
-    proc.kill("SIGKILL");
-    throw e;
-  }
-  const ports = ((start.listeners as { port: number }[] | undefined) ?? []).map((l) => l.port);
-  return {
-    proc,
-    logs,
-    ports,
-    start,
-    port: (i = 0) => {
-      const p = ports[i];
-      if (typeof p !== "number") throw new Error(`no bound port for listener ${i} in ${JSON.stringify(start)}`);
-      return p;
-    },
-    waitLog,
-    async stop(ms = 20_000) {
-      if (!exited) {
-        proc.kill("SIGTERM");
-        const killer = setTimeout(() => proc.kill("SIGKILL"), ms);
-        await proc.exited;
-        clearTimeout(killer);
-      }
-      return proc.exitCode ?? -1;
-    },
-    stderrText: () => text,
-  };
+  return startServer(cfgPath, { bin, cwd: opts.cwd, env: opts.env ?? MIN_ENV, ms: opts.ms });
 }
 
 /**

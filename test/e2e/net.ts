@@ -7,6 +7,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { CertFiles } from "../fixtures/certs.ts";
+import { rawConnect } from "../helpers/net.ts";
 
 export interface EchoBackend {
   name: string;
@@ -115,34 +116,21 @@ export type EndKind = "fin" | "reset" | "timeout" | `error:${string}`;
 
 /**
  * Opens a plain TCP connection, writes `send` (e.g. a captured ClientHello)
- * once connected, and resolves with how it ended and the bytes received.
+ * once connected, and resolves with how it ended and the bytes received
+ * (EPIPE counts as a reset here: the proxy may cut us while we write).
  */
-export function rawAttempt(
+export async function rawAttempt(
   port: number,
   send: Uint8Array | null,
   opts: { localAddress?: string; ms?: number } = {},
 ): Promise<{ kind: EndKind; bytes: Buffer }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const socket = net.connect({ host: "127.0.0.1", port, localAddress: opts.localAddress, allowHalfOpen: true });
-    let kind: EndKind | null = null;
-    const settle = (k: EndKind) => {
-      if (kind !== null) return;
-      kind = k;
-      clearTimeout(timer);
-      socket.destroy();
-      // Give 'data' that raced the end a moment, then report.
-      setTimeout(() => resolve({ kind: k, bytes: Buffer.concat(chunks) }), 10);
-    };
-    const timer = setTimeout(() => settle("timeout"), opts.ms ?? 15_000);
-    socket.on("connect", () => {
-      if (send) socket.write(send);
-    });
-    socket.on("data", (d: Buffer) => chunks.push(d));
-    socket.on("end", () => settle("fin"));
-    socket.on("error", (e: NodeJS.ErrnoException) => settle(e.code === "ECONNRESET" || e.code === "EPIPE" ? "reset" : `error:${e.code ?? e.message}`));
-    socket.on("close", () => settle("fin"));
-  });
+  const c = rawConnect(port, { localAddress: opts.localAddress });
+  if (send) c.connected.then(() => c.socket.write(send), () => {});
+  const { kind } = await c.outcome(opts.ms ?? 15_000);
+  c.socket.destroy();
+  await Bun.sleep(10); // give 'data' that raced the end a moment
+  const k: EndKind = kind === "refused" ? "error:ECONNREFUSED" : kind === "error:EPIPE" ? "reset" : kind;
+  return { kind: k, bytes: c.received() };
 }
 
 export interface CurlResult {

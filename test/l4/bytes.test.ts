@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
-import { captureLogs, rawConnect, realHello, sha256, startSink, waitUntil, type TcpSink } from "./net.ts";
+import { captureLogs, rawConnect, realHello, sha256, startSink, waitUntil, type TcpSink } from "../helpers/net.ts";
 
 const SIZE = 5 * 1024 * 1024;
 let proxy: TestProxy;

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeCountryMmdb } from "../fixtures/mmdb.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
-import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "./net.ts";
+import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "../helpers/net.ts";
 
 let sink: TcpSink;
 let logs: ReturnType<typeof captureLogs>;

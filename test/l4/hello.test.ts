@@ -11,7 +11,7 @@ import { cleanupCerts, makeCA, makeLeaf } from "../fixtures/certs.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 import { bigHelloArgs, captureWithOpenssl, reframeHello } from "../wire/hello-fixtures.ts";
 import { bigHelloClient, opensslHandshake, startMangler } from "../wire/raw-tls-client.ts";
-import { rawConnect, realHello, startSink, waitUntil, type TcpSink } from "./net.ts";
+import { rawConnect, realHello, startSink, waitUntil, type TcpSink } from "../helpers/net.ts";
 
 const ca = makeCA("l4-hello-ca");
 const leaf = makeLeaf(ca, ["tls.test"]);

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
-import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type RawClient, type TcpSink } from "./net.ts";
+import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type RawClient, type TcpSink } from "../helpers/net.ts";
 
 let proxy: TestProxy;
 let sink: TcpSink;

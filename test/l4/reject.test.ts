@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 import { captureWithOpenssl } from "../wire/hello-fixtures.ts";
-import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "./net.ts";
+import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "../helpers/net.ts";
 
 const HELLO_TIMEOUT_MS = 500;
 let proxy: TestProxy;

@@ -8,11 +8,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeCountryMmdb } from "../fixtures/mmdb.ts";
-import { rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "./net.ts";
-import { startServerProcess, type ServerProcess } from "./subprocess.ts";
+import { rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "../helpers/net.ts";
+import { startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 
 let sink: TcpSink;
-let server: ServerProcess;
+let server: ServerProc;
 let mmdb: string;
 const ADDR = "127.0.0.1:0";
 
@@ -24,7 +24,7 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), "mcp-l4-hup-"));
   mmdb = join(dir, "country.mmdb");
   writeCountryMmdb(mmdb, [{ cidr: "127.0.0.2/32", country: "KP" }]);
-  server = await startServerProcess(
+  server = await startProxyProc(
     `
 [firewall]
 geoip_db = "${mmdb}"
@@ -39,7 +39,7 @@ addr = "${ADDR}"
   hostname = "hup.test"
   backend = "127.0.0.1:${sink.port}"
 `,
-    dir,
+    { dir },
   );
 });
 afterAll(() => {

@@ -5,11 +5,11 @@
  * `shutdown_timeout` — and the process exits 0, logging how many were cut.
  */
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "./net.ts";
-import { startServerProcess, type ServerProcess } from "./subprocess.ts";
+import { rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "../helpers/net.ts";
+import { startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 
 let sink: TcpSink;
-let server: ServerProcess | null = null;
+let server: ServerProc | null = null;
 const ADDR = "127.0.0.1:0";
 
 beforeAll(async () => {
@@ -49,7 +49,7 @@ async function openLongLived(port: number) {
 }
 
 test("SIGTERM refuses new connections while an open one keeps flowing to its end, then exits 0", async () => {
-  server = await startServerProcess(config("30s"));
+  server = await startProxyProc(config("30s"));
   const port = server.port(ADDR);
   const { c, b } = await openLongLived(port);
 
@@ -76,7 +76,7 @@ test("SIGTERM refuses new connections while an open one keeps flowing to its end
 });
 
 test("with shutdown_timeout = 1s a connection still open at the deadline is cut, exit code 0, the log says 1 cut", async () => {
-  server = await startServerProcess(config("1s"));
+  server = await startProxyProc(config("1s"));
   const port = server.port(ADDR);
   const { c } = await openLongLived(port);
 

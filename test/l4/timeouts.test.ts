@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import net from "node:net";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
-import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "./net.ts";
+import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "../helpers/net.ts";
 
 let proxy: TestProxy;
 let sink: TcpSink;

@@ -13,12 +13,12 @@ import fs from "node:fs";
 import { cleanupCerts } from "../fixtures/certs.ts";
 import { patternSha256, startH1Backend, startH2cBackend, type Backend } from "./backends.ts";
 import { HOST, testPki } from "./harness.ts";
-import { spawnRealProxy, type ProxyProcess } from "./memproxy.ts";
+import { startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 
 const SIZE = Number(process.env.MC_L7_MEM_MB ?? 100) * 1024 * 1024;
 const LIMIT_MB = 120;
 let h2c: Backend, h1: Backend;
-const procs: ProxyProcess[] = [];
+const procs: ServerProc[] = [];
 
 beforeAll(async () => {
   testPki();
@@ -40,7 +40,7 @@ function vmHWMkB(pid: number): number {
 async function startProxyProcess(backend: string, protocol: string): Promise<{ pid: number; port: number }> {
   const { leaf } = testPki();
   // Log level stays "info": the port is read from the server.start line.
-  const p = await spawnRealProxy(`[[listeners]]
+  const p = await startProxyProc(`[[listeners]]
 addr = "127.0.0.1:0"
   [[listeners.routes]]
   hostname = "${HOST}"
@@ -51,7 +51,7 @@ addr = "127.0.0.1:0"
   backend_protocol = "${protocol}"
 `);
   procs.push(p);
-  return p;
+  return { pid: p.pid, port: p.port() };
 }
 
 async function curlHash(port: number, urlPath: string, front: string): Promise<{ sha: string; status: string }> {

@@ -13,8 +13,8 @@ import http2 from "node:http2";
 import type net from "node:net";
 import tls from "node:tls";
 import { cleanupCerts } from "../fixtures/certs.ts";
-import { rawConnect, waitUntil } from "../l4/net.ts";
-import { startServerProcess, type ServerProcess } from "../l4/subprocess.ts";
+import { rawConnect, waitUntil } from "../helpers/net.ts";
+import { startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 import { HOST, testPki } from "../l7/harness.ts";
 import { listenerToml, routeToml } from "./pipe.ts";
 
@@ -28,7 +28,7 @@ let backend: http.Server;
 let backendPort = 0;
 /** Requests the backend has received (by path), to know when one is in flight. */
 const seen: string[] = [];
-let server: ServerProcess | null = null;
+let server: ServerProc | null = null;
 
 beforeAll(async () => {
   testPki();
@@ -59,7 +59,7 @@ afterAll(async () => {
 
 async function startProxy(): Promise<number> {
   const toml = listenerToml([routeToml(`127.0.0.1:${backendPort}`, { backendProtocol: "http1" })], ['shutdown_timeout = "20s"']);
-  server = await startServerProcess(toml);
+  server = await startProxyProc(toml);
   return server.port(ADDR);
 }
 

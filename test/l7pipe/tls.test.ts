@@ -16,7 +16,7 @@ import { startTestProxy, waitFor, type TestProxy } from "../helpers/proxy.ts";
 import { cleanupCerts, makeLeaf } from "../fixtures/certs.ts";
 import { startH2cBackend, type Backend } from "../l7/backends.ts";
 import { curl, testPki } from "../l7/harness.ts";
-import { spawnRealProxy } from "../l7/memproxy.ts";
+import { startProxyProc } from "../helpers/subprocess.ts";
 import { opensslHandshake } from "../wire/raw-tls-client.ts";
 import { captureLogs, copyTestCert, HOST, listenerToml, routeToml, startL7Proxy } from "./pipe.ts";
 
@@ -239,15 +239,15 @@ describe("SIGHUP reloads certificates from disk", () => {
 
   test("a real SIGHUP to the mc-proxy process reloads certificates (new serial served)", async () => {
     const f = copyTestCert(tempDir());
-    const proc = await spawnRealProxy(listenerToml([routeToml(h2c.addr, { backendProtocol: "h2", cert: f.cert, key: f.key })]));
+    const proc = await startProxyProc(listenerToml([routeToml(h2c.addr, { backendProtocol: "h2", cert: f.cert, key: f.key })]));
     try {
-      const old = await servedCert(proc.port);
+      const old = await servedCert(proc.port());
       const next = makeLeaf(testPki().ca, [HOST]);
       fs.writeFileSync(f.cert, next.fullchainPem);
       fs.writeFileSync(f.key, next.keyPem);
       process.kill(proc.pid, "SIGHUP");
-      await waitFor(() => proc.logs.some((l) => l.includes('"event":"server.reload"')), 10000, "server.reload log");
-      const after = await servedCert(proc.port);
+      await waitFor(() => proc.lines.some((l) => l.includes('"event":"server.reload"')), 10000, "server.reload log");
+      const after = await servedCert(proc.port());
       expect(after.serialNumber).toBe(new X509Certificate(next.certPem).serialNumber);
       expect(after.serialNumber).not.toBe(old.serialNumber);
     } finally {

@@ -13,7 +13,7 @@ import tls from "node:tls";
 import { AdminClient } from "../../src/admin/client.ts";
 import { HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health.ts";
 import { cleanupCerts, makeCA, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
-import { killAllServers, spawnServer } from "./proc.ts";
+import { killAllServers, startServerProc } from "../helpers/subprocess.ts";
 
 const HOST = "drain.obs.test";
 let dir: string;
@@ -82,9 +82,8 @@ addr = "${sock}"
 shutdown_timeout = "3s"
 `,
   );
-  const p = spawnServer(cfg);
-  const start = await p.waitLog((l) => l.event === "server.start", 30_000, "server.start");
-  const port = (start.listeners as { port: number }[])[0].port;
+  const p = await startServerProc(cfg);
+  const port = p.port();
   const admin = new AdminClient({ addr: `unix:${sock}` }, 3000);
   try {
     expect(await admin.checkHealth()).toBe(Serving.SERVING);
@@ -124,8 +123,8 @@ shutdown_timeout = "3s"
     expect(await p.exited(20_000)).toBe(0);
     const elapsed = Date.now() - signalledAt;
     expect(elapsed).toBeGreaterThanOrEqual(2900);
-    const draining = p.logs().find((l) => l.event === "server.draining")!;
-    const stopped = p.logs().find((l) => l.event === "server.stopped")!;
+    const draining = p.logs.find((l) => l.event === "server.draining")!;
+    const stopped = p.logs.find((l) => l.event === "server.stopped")!;
     expect(draining.connections).toBe(1);
     expect(stopped.cut).toBe(1);
     for (let i = 0; i < 100 && !clientClosed; i++) await Bun.sleep(20);

@@ -14,7 +14,7 @@ import { FirewallRuleType } from "../../src/gen/mc_proxy/v1/admin.ts";
 import { HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health.ts";
 import { cleanupCerts, makeCA, makeLeaf, makeSelfSigned, type CA, type CertFiles } from "../fixtures/certs.ts";
 import { freePort, waitFor } from "../helpers/proxy.ts";
-import { killAllServers, spawnServer, type LogLine, type ServerProc } from "./proc.ts";
+import { killAllServers, startServerProc, type LogLine, type ServerProc } from "../helpers/subprocess.ts";
 import { curlL7, opensslTls12, startTlsEcho, tlsEcho } from "./traffic.ts";
 
 const L4_HOST = "l4.logs.test";
@@ -119,7 +119,7 @@ async function driveTraffic(port: number, sock: string): Promise<void> {
 async function failedCertReload(p: ServerProc, keyPath: string, pem: string, n = 1): Promise<void> {
   writeFileSync(keyPath, pem);
   p.proc.kill("SIGHUP");
-  await waitFor(() => p.logs().filter((l) => l.event === "server.reload").length >= n, 15_000, `server.reload #${n}`);
+  await waitFor(() => p.logs.filter((l) => l.event === "server.reload").length >= n, 15_000, `server.reload #${n}`);
 }
 
 /** The real key cut in half: still PEM-armoured, no longer parseable. */
@@ -153,10 +153,9 @@ function assertWellFormed(lines: string[]): LogLine[] {
 
 test("every event class is a JSON line with ts, level and event, and no line carries key material", async () => {
   const { cfg, sock, keyPath } = writeConfig("info", 0);
-  const p = spawnServer(cfg);
-  const start = await p.waitLog((l) => l.event === "server.start", 30_000, "server.start");
-  const port = (start.listeners as { port: number }[])[0].port;
-  expect(start.log_level).toBe("info");
+  const p = await startServerProc(cfg);
+  const port = p.port();
+  expect(p.start.log_level).toBe("info");
 
   await driveTraffic(port, sock);
   await p.waitLog((l) => l.event === "l7.request", 10_000, "l7.request");
@@ -191,15 +190,12 @@ test("every event class is a JSON line with ts, level and event, and no line car
 test('[log] level = "warn" drops per-connection info lines and keeps the warnings', async () => {
   const port = await freePort();
   const { cfg, sock, keyPath } = writeConfig("warn", port);
-  const p = spawnServer(cfg);
   // No server.start line at this level: ready when the admin API reports SERVING.
   const admin = new AdminClient({ addr: `unix:${sock}` }, 2000);
+  let status = null as Serving | null; // set by the probe (a closure, so no narrowing)
+  let p: ServerProc;
   try {
-    let status: Serving | null = null;
-    for (let i = 0; i < 300 && status !== Serving.SERVING && !p.done; i++) {
-      status = await admin.checkHealth().catch(() => null);
-      if (status !== Serving.SERVING) await Bun.sleep(50);
-    }
+    p = await startServerProc(cfg, { ready: async () => (status = await admin.checkHealth().catch(() => null)) === Serving.SERVING });
     expect(status).toBe(Serving.SERVING);
   } finally {
     admin.close();

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { cleanupCerts, makeCA, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
-import { startMcProxy, type McProxyProc } from "./procs.ts";
+import { startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 
 interface Seen {
   xff: string | undefined;
@@ -25,7 +25,7 @@ let leaf: CertFiles;
 let backend: http2.Http2Server;
 let backendPort = 0;
 const seen: Seen[] = [];
-const procs: McProxyProc[] = [];
+const procs: ServerProc[] = [];
 
 beforeAll(async () => {
   ca = makeCA("mc-proxy multihop CA");
@@ -51,8 +51,8 @@ afterAll(async () => {
 });
 
 /** Starts origin then edge; `blocked` goes into the origin's firewall (fresh DB each time). */
-async function startChain(blocked: string[] = []): Promise<{ edge: McProxyProc; origin: McProxyProc }> {
-  const origin = await startMcProxy(`
+async function startChain(blocked: string[] = []): Promise<{ edge: ServerProc; origin: ServerProc }> {
+  const origin = await startProxyProc(`
 [firewall]
 blocked_ips = ${JSON.stringify(blocked)}
 
@@ -69,12 +69,12 @@ proxy_protocol_trusted = ["127.0.0.1/32"]
   backend_protocol = "h2"
 `);
   procs.push(origin);
-  const edge = await startMcProxy(`
+  const edge = await startProxyProc(`
 [[listeners]]
 addr = "127.0.0.1:0"
   [[listeners.routes]]
   hostname = "app.test"
-  backend = "127.0.0.1:${origin.port}"
+  backend = "127.0.0.1:${origin.port()}"
   send_proxy_protocol = true
 `);
   procs.push(edge);
@@ -98,14 +98,14 @@ async function curlVia(edgePort: number, from: string): Promise<{ code: number; 
 }
 
 /** The origin's `conn` log lines whose client starts with `ip:`. */
-const connLinesFor = (p: McProxyProc, ip: string) =>
+const connLinesFor = (p: ServerProc, ip: string) =>
   p.logs.filter((l) => l.event === "conn" && typeof l.client === "string" && l.client.startsWith(`${ip}:`));
 
 describe("edge → origin with PROXY v2", () => {
   test("the backend sees X-Forwarded-For = X-Real-IP = 127.0.0.5, the client behind the edge", async () => {
     const { edge, origin } = await startChain();
     const before = seen.length;
-    const r = await curlVia(edge.port, "127.0.0.5");
+    const r = await curlVia(edge.port(), "127.0.0.5");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(r.out).toBe("hello 127.0.0.5\n");
@@ -120,7 +120,7 @@ describe("edge → origin with PROXY v2", () => {
   test("the origin's firewall blocks 127.0.0.5 by the PROXY source: reset, backend never reached; 127.0.0.6 via the same edge still works", async () => {
     const { edge, origin } = await startChain(["127.0.0.5"]);
     const before = seen.length;
-    const blocked = await curlVia(edge.port, "127.0.0.5");
+    const blocked = await curlVia(edge.port(), "127.0.0.5");
     expect(blocked.code).not.toBe(0);
     expect(blocked.out).toBe("");
     expect(seen.length).toBe(before);
@@ -130,7 +130,7 @@ describe("edge → origin with PROXY v2", () => {
     expect(lines.every((l) => l.outcome === "blocked" && l.reason === "ip")).toBe(true);
 
     // The edge's own address (127.0.0.1) is not what the origin filters on.
-    const ok = await curlVia(edge.port, "127.0.0.6");
+    const ok = await curlVia(edge.port(), "127.0.0.6");
     expect(ok.code).toBe(0);
     expect(ok.out).toBe("hello 127.0.0.6\n");
     expect(seen.length).toBe(before + 1);

@@ -1,5 +1,5 @@
 /**
- * Shared tools for the L4 data-path tests: a plain TCP backend that records
+ * Shared raw-socket tools (L4 data path, drain, e2e): a plain TCP backend that records
  * what it receives, a raw client that reports HOW a connection ended (clean
  * FIN, RST, refused, or still open), a captured real ClientHello, and a log
  * capture for the per-connection log line. Everything is on loopback with
