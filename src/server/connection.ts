@@ -138,8 +138,10 @@ export class Conn {
       this.headerBuf = new Uint8Array(0);
     } else if (!this.admitFirewall()) {
       return;
+    } else {
+      // PROXY listeners create the reader once the header is parsed (its cap shrinks by the header).
+      this.hello = new ClientHelloReader(proxy.helloMaxBytes);
     }
-    this.hello = new ClientHelloReader(proxy.helloMaxBytes);
     // Deadlines start from the real clock (one Date.now() per phase): the coarse
     // clock lags by up to one sweep, which would make a timeout fire early.
     this.deadline = Date.now() + proxy.helloTimeoutMs;
