@@ -6,6 +6,7 @@
  */
 import path from "node:path";
 import { isUnixSocketAddr, parseListenAddr } from "../config/validate.ts";
+import { formatHostPort, parseHostPort } from "../net/addr.ts";
 
 export type AdminAddr =
   | { kind: "unix"; path: string }
@@ -24,25 +25,23 @@ export function parseAdminAddr(addr: string): AdminAddr {
   return { kind: "tcp", host, port };
 }
 
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]*):(\d{1,5})$/;
-
 /**
  * What a client dials: `unix:<path>` is a socket, `host:port` / `[v6]:port` TCP, any other
  * string a socket path. A wildcard host (":9443", "0.0.0.0", "::") becomes loopback.
  */
 export function parseDialAddr(addr: string): AdminAddr {
   if (addr.startsWith("unix:")) return { kind: "unix", path: unixPath(addr) };
-  const m = HOST_PORT.exec(addr);
-  if (!m) return { kind: "unix", path: path.resolve(addr) };
-  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+  const hp = /[\s/]/.test(addr) ? null : parseHostPort(addr);
+  if (!hp) return { kind: "unix", path: path.resolve(addr) };
+  const host = hp.host;
   const loopback = host === "" || host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
-  return { kind: "tcp", host: loopback, port: Number(m[2]) };
+  return { kind: "tcp", host: loopback, port: hp.port };
 }
 
 /** grpc-js target string: `unix:///abs` or `host:port` (IPv6 bracketed). */
 export function grpcTarget(a: AdminAddr): string {
   if (a.kind === "unix") return `unix://${a.path}`;
-  return `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+  return formatHostPort(a.host, a.port);
 }
 
 /** The client form of a server address: `unix:<path>` or `host:port`. */

@@ -16,7 +16,7 @@ import {
   type Listener,
   type Route,
 } from "../gen/mc_proxy/v1/admin.ts";
-import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../state/model.ts";
+import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../records.ts";
 
 // One table per enum: proto value ↔ the name used in TOML, the database and the CLI.
 const MODES: [RouteMode, RouteModeName][] = [

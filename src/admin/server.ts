@@ -13,7 +13,7 @@ import { ConfigError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { HealthService } from "../gen/grpc/health/v1/health.ts";
 import { ProxyAdminServiceService, type ProxyAdminServiceServer } from "../gen/mc_proxy/v1/admin.ts";
 import { log } from "../obs/log.ts";
-import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../state/model.ts";
+import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../records.ts";
 import { grpcTarget, parseAdminAddr } from "./addr.ts";
 import { grpcCodeName } from "./codes.ts";
 import {
@@ -26,6 +26,7 @@ import {
   routeToProto,
 } from "./convert.ts";
 import { HealthReporter } from "./health.ts";
+import { ADMIN_FORCE_SHUTDOWN_MS, ADMIN_SOCKET_PROBE_MS } from "../limits.ts";
 
 /** The part of `State` (src/state/state.ts) the admin API uses; the real State satisfies it. */
 export interface AdminState {
@@ -237,7 +238,7 @@ function socketAnswers(p: string): Promise<boolean> {
       c.destroy();
       resolve(v);
     };
-    const timer = setTimeout(() => done(true), 1000); // no answer in 1 s: assume alive, refuse
+    const timer = setTimeout(() => done(true), ADMIN_SOCKET_PROBE_MS); // no answer: assume alive, refuse
     c.once("connect", () => done(true));
     c.once("error", () => done(false));
   });
@@ -310,7 +311,7 @@ export async function startAdminServer(cfg: GrpcConfig, deps: AdminDeps): Promis
       (closed ??= new Promise<void>((resolve) => {
         health.setServing(false);
         health.closeWatchers();
-        const force = setTimeout(() => server.forceShutdown(), 2000);
+        const force = setTimeout(() => server.forceShutdown(), ADMIN_FORCE_SHUTDOWN_MS);
         server.tryShutdown(() => {
           clearTimeout(force);
           if (addr.kind === "unix") {

@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
-import { loadCertPair, CertError } from "../l7/certs.ts";
+import { loadCertPair, CertError } from "../tls/certs.ts";
 import { parseDuration } from "./duration.ts";
 import {
   FIREWALL_DEFAULTS, GRPC_DEFAULTS, HELLO_MAX_BYTES_MAX, HELLO_MAX_BYTES_MIN, LISTENER_DEFAULTS, LOG_DEFAULTS,

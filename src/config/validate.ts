@@ -7,8 +7,9 @@
 import { X509Certificate } from "node:crypto";
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { CertError, loadCertPair, type CertPair } from "../l7/certs.ts";
+import { CertError, loadCertPair, type CertPair } from "../tls/certs.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { splitHostPort } from "../net/addr.ts";
 
 /** One validation finding: where (`listeners[0].routes[1].backend`) and what. */
 export interface Problem {
@@ -54,18 +55,6 @@ export function checkHostname(s: string): string | null {
     if (!LABEL.test(label)) return `"${s}" is not a valid DNS name (letters, digits, hyphens; labels must not start or end with "-")`;
   }
   return null;
-}
-
-/** Split "host:port" / "[v6]:port" / ":port" into raw parts; null if there is no port separator. */
-function splitHostPort(s: string): { host: string; port: string; bracketed: boolean } | null {
-  if (s.startsWith("[")) {
-    const end = s.indexOf("]");
-    if (end < 0 || s[end + 1] !== ":") return null;
-    return { host: s.slice(1, end), port: s.slice(end + 2), bracketed: true };
-  }
-  const i = s.lastIndexOf(":");
-  if (i < 0) return null;
-  return { host: s.slice(0, i), port: s.slice(i + 1), bracketed: false };
 }
 
 function checkPort(p: string, min: number): string | null {
@@ -307,12 +296,4 @@ export function validateRoute(route: RouteFields, prefix: string, opts: RouteChe
     if (route.tlsKey) ignored("tls_key");
   }
   return { problems, warnings, cert: problems.length ? null : cert };
-}
-
-/** A backend `host:port` split for dialing; throws InvalidArgumentError("backend", …) when invalid. */
-export function parseBackendAddr(s: string): { host: string; port: number } {
-  const e = checkHostPort(s);
-  if (e) throw new InvalidArgumentError("backend", e);
-  const { host, port } = splitHostPort(s)!;
-  return { host, port: Number(port) };
 }

@@ -5,9 +5,9 @@
  * admin API changes them; the GeoIP database is swapped by reloadGeoip() on
  * SIGHUP. check() logs nothing: the caller logs the rejection once.
  */
-import type { FirewallRuleRecord } from "../state/model.ts";
+import type { FirewallRuleRecord } from "../records.ts";
 import { log } from "../obs/log.ts";
-import { formatIpWords, parseIpWords } from "./ip.ts";
+import { formatIpWords, parseIpWords } from "../net/ip.ts";
 import { GeoIp } from "./geoip.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { type CompiledRules, NO_RULES, compileRules, matchAddress } from "./rules.ts";

@@ -14,6 +14,7 @@
  * evicted (its history resets) so new IPs are still limited. Per IP the ring
  * grows on demand up to `limit` numbers.
  */
+import { RATE_LIMIT_MAX_TRACKED } from "../limits.ts";
 
 interface Entry {
   /** Accepted timestamps, a ring starting at `head` with `count` items. */
@@ -24,7 +25,7 @@ interface Entry {
   last: number;
 }
 
-export const DEFAULT_MAX_TRACKED = 100_000;
+export const DEFAULT_MAX_TRACKED = RATE_LIMIT_MAX_TRACKED;
 
 export class RateLimiter {
   // Map iteration order = order of last accepted attempt (entries are

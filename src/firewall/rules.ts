@@ -4,7 +4,7 @@
  * then CIDR, then country.
  */
 import type { FirewallRuleType } from "../config/types.ts";
-import { type Cidr, type Family, cidrContainsWords, formatIpWords, parseCidr, parseIpWords } from "./ip.ts";
+import { type Cidr, type Family, cidrContainsWords, formatIpWords, parseCidr, parseIpWords } from "../net/ip.ts";
 
 export interface RuleInput {
   type: FirewallRuleType;

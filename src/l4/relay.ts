@@ -44,6 +44,13 @@ class Direction {
     return this.queue.length === 0;
   }
 
+  /** Bytes held for `dst` (bounded: src is paused while any are held). */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const c of this.queue) n += c.byteLength;
+    return n;
+  }
+
   /** Writes `chunk` to dst, or queues the rest and pauses src until dst drains. */
   send(chunk: Uint8Array): void {
     if (this.dstGone) return;

@@ -3,6 +3,7 @@
  * per-connection state the L7 handler keeps while serving it.
  */
 import type { ProxyConfig } from "../config/types.ts";
+import type { Endpoint } from "../net/addr.ts";
 import type { RouteEntry } from "../state/state.ts";
 import { encodeProxyV2 } from "../wire/proxyproto.ts";
 import { BackendPool } from "./backend/pool.ts";
@@ -10,10 +11,7 @@ import type { NativeSocketDuplex } from "./duplex.ts";
 
 export type { RouteEntry };
 
-export interface Endpoint {
-  address: string;
-  port: number;
-}
+export type { Endpoint };
 
 export interface ConnSummary {
   outcome: string;
@@ -45,6 +43,8 @@ export class L7Conn {
   private ownPool: BackendPool | null = null;
   /** Graceful shutdown has begun: no new requests are wanted on this connection. */
   draining = false;
+  /** Installed by the handler: checks the idle and request-head deadlines (the server's sweeper calls it with its clock). */
+  tick: (now: number) => void = () => {};
   /** Installed by the handler: winds the connection's protocol down (see beginDrain). */
   onDrain: (() => void) | null = null;
 

@@ -7,6 +7,7 @@
  * native socket, a partial native write holds the write callback until drain.
  */
 import { Duplex } from "node:stream";
+import { DUPLEX_COALESCE_MAX, DUPLEX_OUT_BUFFER_MAX } from "../limits.ts";
 
 /** The part of Bun's native `Socket` this adapter needs. */
 export interface NativeSocketLike {
@@ -25,10 +26,8 @@ export interface NativeSocketLike {
 type WriteCb = (err?: Error | null) => void;
 
 /** Outgoing bytes buffered above TLS before producers are paused (see `overloaded`). */
-export const OUT_BUFFER_MAX = 1 << 20;
-
-/** Writes are batched per event-loop turn up to this many bytes (one full TLS record). */
-const COALESCE_MAX = 16 * 1024;
+export const OUT_BUFFER_MAX = DUPLEX_OUT_BUFFER_MAX;
+const COALESCE_MAX = DUPLEX_COALESCE_MAX;
 
 /**
  * A Duplex over a native socket. Contract: the owner forwards the socket's

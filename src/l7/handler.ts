@@ -14,11 +14,21 @@ import tls from "node:tls";
 import type { MinTls } from "../config/types.ts";
 import { log } from "../obs/log.ts";
 import { classifyTlsError, metrics, type TlsFailure } from "../obs/metrics.ts";
-import type { CertPair } from "./certs.ts";
+import type { CertPair } from "../tls/certs.ts";
 import { L7Conn, type L7Context } from "./context.ts";
 import type { NativeSocketDuplex } from "./duplex.ts";
 import { kConn, onH1Request, onH2Stream } from "./front.ts";
 import { handleUpgrade } from "./websocket.ts";
+import {
+  H2_INITIAL_WINDOW_BYTES,
+  H2_MAX_CONCURRENT_STREAMS,
+  H2_MAX_INVALID_FRAMES,
+  H2_MAX_OUTSTANDING_PINGS,
+  H2_MAX_REJECTED_STREAMS,
+  H2_MAX_SETTINGS,
+  L7_CLOSE_GRACE_MS,
+  MAX_HEADER_BYTES,
+} from "../limits.ts";
 
 export type { L7Context } from "./context.ts";
 
@@ -51,20 +61,9 @@ export function tlsFailureReason(e: unknown, min: MinTls): string {
 
 // ---------------------------------------------------------------- shared HTTP servers
 
-// Limits for hostile clients (see ARCHITECTURE.md "L7 hardening"). Values follow
-// HAProxy/nginx practice; each one is pinned by a test in test/l7harden.
-/** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (HAProxy 100, nginx 128); Bun's default is 2^32-1. */
-export const H2_MAX_CONCURRENT_STREAMS = 100;
-/** Request head cap: HTTP/1.1 header section (→ 431) and HTTP/2 header list (SETTINGS_MAX_HEADER_LIST_SIZE). */
-export const MAX_HEADER_BYTES = 16 * 1024;
-/** Streams refused for exceeding the concurrency cap before the session is closed (GOAWAY ENHANCE_YOUR_CALM); Bun honours it (measured). */
-const H2_MAX_REJECTED_STREAMS = 100;
-// Node's defaults, stated so a Bun upgrade that starts honouring them keeps
-// sane values. PING/SETTINGS floods and reset floods are capped by Bun
-// itself at ~1000 (GOAWAY ENHANCE_YOUR_CALM), guarded by tests.
-const H2_MAX_INVALID_FRAMES = 1000;
-const H2_MAX_OUTSTANDING_PINGS = 10;
-const H2_MAX_SETTINGS = 32;
+// Limits for hostile clients (src/limits.ts, ARCHITECTURE.md "L7 hardening"),
+// each pinned by a test in test/l7harden. PING/SETTINGS floods and reset
+// floods are capped by Bun itself at ~1000 (GOAWAY ENHANCE_YOUR_CALM).
 
 let h2server: http2.Http2Server | null = null;
 let h1server: http.Server | null = null;
@@ -74,7 +73,7 @@ let connecting: L7Conn | null = null;
 function getH2Server(): http2.Http2Server {
   if (h2server) return h2server;
   const s = http2.createServer({
-    settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_BYTES },
+    settings: { initialWindowSize: H2_INITIAL_WINDOW_BYTES, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_BYTES },
     maxSessionRejectedStreams: H2_MAX_REJECTED_STREAMS,
     maxSessionInvalidFrames: H2_MAX_INVALID_FRAMES,
     maxOutstandingPings: H2_MAX_OUTSTANDING_PINGS,
@@ -193,7 +192,7 @@ function drainH1(h: HeadWait, sock: tls.TLSSocket, duplex: NativeSocketDuplex): 
 function closeGently(sock: tls.TLSSocket, duplex: NativeSocketDuplex): void {
   if (sock.destroyed || !sock.writable) return void sock.destroy();
   sock.end();
-  setTimeout(() => duplex.destroy(), 1000).unref?.();
+  setTimeout(() => duplex.destroy(), L7_CLOSE_GRACE_MS).unref?.();
 }
 
 /** True when `h` awaits a head that has been arriving for longer than `limitMs`. */
@@ -206,10 +205,10 @@ function headLate(h: HeadWait, duplex: NativeSocketDuplex, now: number, limitMs:
   return now - h.startedAt >= limitMs;
 }
 
-// ---------------------------------------------------------------- idle sweep
+// ---------------------------------------------------------------- idle and head deadlines
 
-// One timer for all connections: a connection whose byte counters did not move
-// for idleTimeoutMs is closed. Cheaper than a timer per connection.
+// No timer per connection: the server's sweeper calls L7Conn.tick with its
+// clock; a connection whose byte counters did not move for limitMs is closed.
 interface Watched {
   duplex: NativeSocketDuplex;
   seen: number;
@@ -219,44 +218,22 @@ interface Watched {
   /** HTTP/1.1 connections: the request-head deadline (see HeadWait). */
   head?: { wait: HeadWait; limitMs: number; expire: () => void };
 }
-const watched = new Set<Watched>();
-let sweeper: ReturnType<typeof setInterval> | null = null;
-const SWEEP_MS = 250;
-
-function watch(w: Watched): void {
-  watched.add(w);
-  if (!sweeper) {
-    sweeper = setInterval(sweep, SWEEP_MS);
-    sweeper.unref?.();
+/** One check of a watched connection's deadlines; false once it expired (stop watching). */
+function checkWatched(w: Watched, now: number): boolean {
+  const seen = w.duplex.bytesIn + w.duplex.bytesOut;
+  if (seen !== w.seen) {
+    w.seen = seen;
+    w.since = now;
+  } else if (now - w.since >= w.limitMs) {
+    w.expire();
+    return false;
   }
-}
-
-function unwatch(w: Watched): void {
-  watched.delete(w);
-  if (watched.size === 0 && sweeper) {
-    clearInterval(sweeper);
-    sweeper = null;
+  if (w.head && headLate(w.head.wait, w.duplex, now, w.head.limitMs)) {
+    const expire = w.head.expire;
+    w.head = undefined; // once; the idle check still bounds the goodbye
+    expire();
   }
-}
-
-function sweep(): void {
-  const now = Date.now();
-  for (const w of watched) {
-    const seen = w.duplex.bytesIn + w.duplex.bytesOut;
-    if (seen !== w.seen) {
-      w.seen = seen;
-      w.since = now;
-    } else if (now - w.since >= w.limitMs) {
-      unwatch(w);
-      w.expire();
-      continue;
-    }
-    if (w.head && headLate(w.head.wait, w.duplex, now, w.head.limitMs)) {
-      const expire = w.head.expire;
-      w.head = undefined; // once; the idle sweep still bounds the goodbye
-      expire();
-    }
-  }
+  return true;
 }
 
 // ---------------------------------------------------------------- entry
@@ -276,10 +253,11 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): L7Conn {
   // (long) idle timeout: a client that sends a ClientHello and then nothing
   // must not hold a connection for minutes.
   const w: Watched = { duplex, seen: -1, since: Date.now(), limitMs: Math.min(ctx.proxy.helloTimeoutMs, ctx.proxy.idleTimeoutMs), expire: () => {} };
+  let watching = false;
   const finish = () => {
     if (done) return;
     done = true;
-    unwatch(w);
+    watching = false;
     conn.dispose();
     ctx.onClose({ outcome, bytesIn: duplex.bytesIn, bytesOut: duplex.bytesOut, requests: conn.requests });
   };
@@ -326,7 +304,7 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): L7Conn {
     if (sock.destroyed || !sock.writable) return void sock.destroy();
     sock.end("HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n");
     // Whatever the client does now, the connection is gone within a second.
-    setTimeout(() => duplex.destroy(), 1000).unref?.();
+    setTimeout(() => duplex.destroy(), L7_CLOSE_GRACE_MS).unref?.();
   };
   w.expire = () => {
     handshakeFailed("handshake not completed within hello_timeout", "timeout");
@@ -334,7 +312,10 @@ export function serveL7(duplex: NativeSocketDuplex, ctx: L7Context): L7Conn {
     sock.destroy();
     duplex.destroy();
   };
-  watch(w);
+  watching = true;
+  conn.tick = (now) => {
+    if (watching) watching = checkWatched(w, now);
+  };
   // Graceful shutdown (L7Conn.beginDrain). Before the handshake completes
   // there is nothing to wind down: the 'secure' handler runs this again.
   conn.onDrain = () => {

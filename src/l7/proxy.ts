@@ -12,7 +12,7 @@ import type { Readable, Writable } from "node:stream";
 import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import type { ProxyConfig } from "../config/types.ts";
-import type { RouteRecord } from "../state/model.ts";
+import type { RouteRecord } from "../records.ts";
 import { isConnectError } from "./backend/connect.ts";
 import type { H1Client } from "./backend/h1.ts";
 import type { H2Client } from "./backend/h2.ts";

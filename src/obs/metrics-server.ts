@@ -5,6 +5,7 @@
  * the operator did not ask for.
  */
 import { InvalidArgumentError } from "../errors.ts";
+import { formatHostPort, parseHostPort } from "../net/addr.ts";
 import { log } from "./log.ts";
 import { metrics as defaultMetrics } from "./metrics.ts";
 import { CONTENT_TYPE } from "./prom.ts";
@@ -16,13 +17,11 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Splits `host:port` / `[v6]:port` into parts; port must be 0–65535. */
-export function splitHostPort(addr: string): { host: string; port: number } | InvalidArgumentError {
-  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(addr) ?? /^([^:[\]]+):(\d{1,5})$/.exec(addr);
-  if (!m) return new InvalidArgumentError("metrics.addr", `expected host:port or [v6]:port, got ${JSON.stringify(addr)}`);
-  const port = Number(m[2]);
-  if (port > 65535) return new InvalidArgumentError("metrics.addr", `port out of range in ${JSON.stringify(addr)}`);
-  return { host: m[1], port };
+/** `[metrics] addr` as host and port: a host is required (never an implicit wildcard), port 0–65535. */
+export function parseMetricsAddr(addr: string): { host: string; port: number } | InvalidArgumentError {
+  const hp = parseHostPort(addr);
+  if (!hp || hp.host === "") return new InvalidArgumentError("metrics.addr", `expected host:port or [v6]:port, got ${JSON.stringify(addr)}`);
+  return hp;
 }
 
 /**
@@ -31,7 +30,7 @@ export function splitHostPort(addr: string): { host: string; port: number } | In
  * and with the bind error (e.g. EADDRINUSE) if the port is taken.
  */
 export async function startMetricsServer(addr: string, render: () => string = defaultMetrics.render): Promise<MetricsServer> {
-  const hp = splitHostPort(addr);
+  const hp = parseMetricsAddr(addr);
   if (hp instanceof InvalidArgumentError) throw hp;
   const server = Bun.serve({
     hostname: hp.host,
@@ -50,7 +49,7 @@ export async function startMetricsServer(addr: string, render: () => string = de
     },
   });
   const port = server.port ?? hp.port;
-  log.info("metrics.listen", { addr: hp.host.includes(":") ? `[${hp.host}]:${port}` : `${hp.host}:${port}` });
+  log.info("metrics.listen", { addr: formatHostPort(hp.host, port) });
   return {
     port,
     close: async () => {

@@ -14,10 +14,11 @@
  * configured). Never use unbounded values (client IPs) as labels.
  */
 import { InvalidArgumentError } from "../errors.ts";
+import { METRICS_MAX_SERIES } from "../limits.ts";
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-export const DEFAULT_MAX_SERIES = 10_000;
+export const DEFAULT_MAX_SERIES = METRICS_MAX_SERIES;
 
 /** Prometheus' classic default buckets, in seconds. */
 export const DEFAULT_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

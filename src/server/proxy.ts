@@ -1,19 +1,21 @@
 /**
  * Binds one native listening socket per configured listener and runs every
- * accepted connection through `Conn` (src/server/connection.ts). Owns the set
- * of live connections, the coarse clock and sweeper that enforce the hello,
- * connect and idle deadlines, and graceful shutdown: stop accepting, drain up
- * to a deadline, then cut what is left.
+ * accepted connection through its stages (src/server/conn.ts). Owns the set
+ * of live connections, the one coarse clock and sweeper that enforce every
+ * deadline (hello, connect, idle, L7 head), the L7 runtime, and graceful
+ * shutdown: stop accepting, drain up to a deadline, then cut what is left.
  */
 import type { Socket, TCPSocketListener } from "bun";
 import type { ProxyConfig } from "../config/types.ts";
-import { parseListenAddr } from "../config/validate.ts";
 import type { Firewall } from "../firewall/firewall.ts";
-import { closeSharedBackends } from "../l7/proxy.ts";
+import { L7Runtime } from "../l7/runtime.ts";
+import { SWEEP_MAX_MS, SWEEP_MIN_MS } from "../limits.ts";
+import { parseHostPort } from "../net/addr.ts";
 import { log } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import type { ListenerState, State } from "../state/state.ts";
-import { Conn, type ListenerContext } from "./connection.ts";
+import { admit } from "./admission.ts";
+import { Conn, type ListenerContext } from "./conn.ts";
 
 export interface ProxyServerDeps {
   state: State;
@@ -26,29 +28,32 @@ interface Bound {
   listener: TCPSocketListener<Conn>;
 }
 
-/** Client socket handlers, shared by all listeners. `socket.data` is the Conn. */
+/**
+ * Client socket handlers of one listener. `socket.data` is the Conn; every
+ * event goes to the stage that currently owns it.
+ */
 function clientHandlers(lc: ListenerContext) {
   return {
     open(s: Socket<Conn>) {
       const c = new Conn(lc, s);
       s.data = c;
       lc.track(c);
-      c.open();
+      admit(c);
     },
     data(s: Socket<Conn>, chunk: Uint8Array) {
-      s.data.onData(chunk);
+      s.data.stage.onData(chunk);
     },
     end(s: Socket<Conn>) {
-      s.data.onClientEnd();
+      s.data.stage.onEnd();
     },
     drain(s: Socket<Conn>) {
-      s.data.onClientDrain();
+      s.data.stage.onDrain();
     },
     close(s: Socket<Conn>, err?: Error) {
-      s.data?.onClientClose(err);
+      s.data?.stage.onClose(err);
     },
     error(s: Socket<Conn>, err: Error) {
-      s.data?.onClientClose(err);
+      s.data?.stage.onClose(err);
     },
   };
 }
@@ -61,10 +66,12 @@ export class ProxyServer {
   private clock = Date.now();
   private sweeper: ReturnType<typeof setInterval>;
   private drainWaiter: (() => void) | null = null;
+  private readonly l7 = new L7Runtime();
 
   private constructor(private readonly deps: ProxyServerDeps) {
     // One coarse clock + sweep for every deadline: no timer per connection.
-    const every = Math.max(20, Math.min(250, Math.floor(Math.min(deps.proxy.helloTimeoutMs, deps.proxy.connectTimeoutMs) / 10)));
+    const shortest = Math.min(deps.proxy.helloTimeoutMs, deps.proxy.connectTimeoutMs);
+    const every = Math.max(SWEEP_MIN_MS, Math.min(SWEEP_MAX_MS, Math.floor(shortest / 10)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref?.();
   }
@@ -84,13 +91,16 @@ export class ProxyServer {
   }
 
   private bind(ls: ListenerState): void {
-    const { host, port } = parseListenAddr(ls.record.addr);
+    const hp = parseHostPort(ls.record.addr);
+    if (!hp) throw new Error(`listener ${ls.record.addr}: not a listen address`); // validated when configured
+    const { host, port } = hp;
     const lc: ListenerContext = {
       ls,
       metrics: metrics.listener(ls.record.addr),
       state: this.deps.state,
       firewall: this.deps.firewall,
       proxy: this.deps.proxy,
+      l7: this.l7,
       now: () => this.clock,
       release: (c) => {
         this.conns.delete(c);
@@ -124,7 +134,7 @@ export class ProxyServer {
 
   private sweep(): void {
     const now = (this.clock = Date.now());
-    for (const c of this.conns) c.tick(now);
+    for (const c of this.conns) c.stage.tick(now);
   }
 
   /** Closes the listening sockets: new connections are refused by the kernel. */
@@ -153,7 +163,7 @@ export class ProxyServer {
     const cut = this.conns.size;
     for (const c of [...this.conns]) c.cut();
     clearInterval(this.sweeper);
-    closeSharedBackends();
+    this.l7.close();
     if (cut > 0) log.warn("shutdown.cut", { connections: cut });
     return cut;
   }

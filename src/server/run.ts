@@ -11,7 +11,8 @@ import { startAdminServer, type AdminServer } from "../admin/server.ts";
 import { Firewall } from "../firewall/firewall.ts";
 import { log, setLogLevel } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
-import { splitHostPort, startMetricsServer } from "../obs/metrics-server.ts";
+import { formatHostPort } from "../net/addr.ts";
+import { parseMetricsAddr, startMetricsServer } from "../obs/metrics-server.ts";
 import { State } from "../state/state.ts";
 import { Store } from "../store/store.ts";
 import { diffConfig, seedIfEmpty } from "../store/seed.ts";
@@ -147,7 +148,6 @@ export async function runServer(configPath: string): Promise<number> {
 
 /** `host:port` of the metrics endpoint with the port it actually bound (the config may say 0). */
 function boundAddr(configured: string, port: number): string {
-  const hp = splitHostPort(configured);
-  if (hp instanceof Error) return configured;
-  return hp.host.includes(":") ? `[${hp.host}]:${port}` : `${hp.host}:${port}`;
+  const hp = parseMetricsAddr(configured);
+  return hp instanceof Error ? configured : formatHostPort(hp.host, port);
 }

@@ -12,11 +12,11 @@
 import type { FirewallRuleType, PolicyType } from "../config/types.ts";
 import { POLICY_TYPES, checkCidr, checkCountry, checkHeaderName, checkIp, formatProblem, normalizeHostname, validateRoute } from "../config/validate.ts";
 import { InvalidArgumentError, NotFoundError } from "../errors.ts";
-import { normalizeIp, parseCidr } from "../firewall/ip.ts";
-import { type CertPair, loadCertPair } from "../l7/certs.ts";
+import { normalizeIp, parseCidr } from "../net/ip.ts";
+import { type CertPair, loadCertPair } from "../tls/certs.ts";
 import { log } from "../obs/log.ts";
 import type { Store } from "../store/store.ts";
-import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "./model.ts";
+import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../records.ts";
 
 export interface RouteEntry {
   readonly record: RouteRecord;

@@ -4,7 +4,7 @@
  * truth at run time; the TOML is only the seed).
  */
 import type { Config, FirewallRuleType, ListenerConfig, RouteConfig } from "../config/types.ts";
-import type { ListenerRecord, RouteInput, RouteRecord } from "../state/model.ts";
+import type { ListenerRecord, RouteInput, RouteRecord } from "../records.ts";
 import type { Store } from "./store.ts";
 
 /** The firewall lists of the TOML as (type, value) rules, in TOML order. */

@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import type { FirewallRuleType, PolicyType } from "../config/types.ts";
 import { InvalidArgumentError, NotFoundError, StoreError } from "../errors.ts";
-import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../state/model.ts";
+import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../records.ts";
 import { openDatabase } from "./db.ts";
 
 interface ListenerRow {

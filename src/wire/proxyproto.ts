@@ -27,6 +27,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { InvalidArgumentError } from "../errors.ts";
+import { formatIpv6Bytes, parseIpBytes } from "../net/ip.ts";
 
 export interface ProxyAddress {
   address: string;
@@ -198,8 +199,8 @@ function parseV2(buf: Uint8Array): ProxyResult {
     destination = { address: formatIpv4(block.subarray(4, 8)), port: (block[10] << 8) | block[11] };
   } else if (fam === 0x21) {
     family = "tcp6";
-    source = { address: formatIpv6(block.subarray(0, 16)), port: (block[32] << 8) | block[33] };
-    destination = { address: formatIpv6(block.subarray(16, 32)), port: (block[34] << 8) | block[35] };
+    source = { address: formatIpv6Bytes(block.subarray(0, 16)), port: (block[32] << 8) | block[33] };
+    destination = { address: formatIpv6Bytes(block.subarray(16, 32)), port: (block[34] << 8) | block[35] };
   }
 
   const tlvs: ProxyTlv[] = [];
@@ -235,76 +236,18 @@ function formatIpv4(b: Uint8Array): string {
   return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
 }
 
-/** RFC 5952 text: lower case, longest zero run (≥ 2 groups) as "::", IPv4-mapped as ::ffff:a.b.c.d. */
-export function formatIpv6(b: Uint8Array): string {
-  if (isMappedV4(b)) return `::ffff:${formatIpv4(b.subarray(12, 16))}`;
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
-}
-
 function isMappedV4(b: Uint8Array): boolean {
   for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
   return b[10] === 0xff && b[11] === 0xff;
-}
-
-function parseIpv4Bytes(s: string): Uint8Array | null {
-  if (!isIPv4(s)) return null;
-  return new Uint8Array(s.split(".").map(Number));
-}
-
-/** IPv6 text (incl. "::" and a trailing dotted quad) → 16 bytes; null when invalid. */
-export function parseIpv6Bytes(s: string): Uint8Array | null {
-  if (!isIPv6(s) || s.includes("%")) return null;
-  let text = s;
-  const lastColon = text.lastIndexOf(":");
-  const last = text.slice(lastColon + 1);
-  if (last.includes(".")) {
-    // Rewrite a trailing dotted quad as two hex groups.
-    const v4 = parseIpv4Bytes(last);
-    if (!v4) return null;
-    text = `${text.slice(0, lastColon + 1)}${((v4[0] << 8) | v4[1]).toString(16)}:${((v4[2] << 8) | v4[3]).toString(16)}`;
-  }
-  const groupsOf = (x: string) => (x === "" ? [] : x.split(":").map((h) => parseInt(h, 16)));
-  const halves = text.split("::");
-  const head = groupsOf(halves[0]);
-  const rest = halves.length === 2 ? groupsOf(halves[1]) : [];
-  const groups = halves.length === 2 ? [...head, ...new Array(8 - head.length - rest.length).fill(0), ...rest] : head;
-  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff))) return null;
-  const out = new Uint8Array(16);
-  groups.forEach((v, i) => {
-    out[2 * i] = v >> 8;
-    out[2 * i + 1] = v & 0xff;
-  });
-  return out;
 }
 
 type Family = { v4: Uint8Array } | { v6: Uint8Array };
 
 /** Classifies an address for encoding; IPv4-mapped IPv6 counts as IPv4. */
 function classify(field: string, address: string): Family {
-  const v4 = parseIpv4Bytes(address);
-  if (v4) return { v4 };
-  const v6 = parseIpv6Bytes(address);
-  if (!v6) throw new InvalidArgumentError(field, `not an IP address: ${JSON.stringify(address)}`);
-  return isMappedV4(v6) ? { v4: v6.slice(12, 16) } : { v6 };
+  const b = parseIpBytes(address);
+  if (!b) throw new InvalidArgumentError(field, `not an IP address: ${JSON.stringify(address)}`);
+  return b.length === 4 ? { v4: b } : { v6: b };
 }
 
 function asV6(f: Family): Uint8Array {
@@ -401,7 +344,7 @@ export function encodeProxyV1(opts: Omit<ProxyEncodeOptions, "authority">): Uint
 
 /** IPv6 text using only hex groups (v1 wants "sets of 4 hexadecimal digits", so no dotted tail). */
 function formatV6Plain(b: Uint8Array): string {
-  if (!isMappedV4(b)) return formatIpv6(b);
+  if (!isMappedV4(b)) return formatIpv6Bytes(b);
   return `::ffff:${((b[12] << 8) | b[13]).toString(16)}:${((b[14] << 8) | b[15]).toString(16)}`;
 }
 

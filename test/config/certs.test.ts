@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { CertError, loadCertPair } from "../../src/l7/certs.ts";
+import { CertError, loadCertPair } from "../../src/tls/certs.ts";
 import { certTempDir, cleanupCerts, makeCA, makeLeaf, makeSelfSigned, type CA, type CertFiles } from "../fixtures/certs.ts";
 
 let ca: CA;

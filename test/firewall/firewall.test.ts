@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { Firewall } from "../../src/firewall/firewall.ts";
 import { GeoIpError } from "../../src/firewall/geoip.ts";
 import { setLogSink } from "../../src/obs/log.ts";
-import type { FirewallRuleRecord } from "../../src/state/model.ts";
+import type { FirewallRuleRecord } from "../../src/records.ts";
 import { writeCountryMmdb } from "../fixtures/mmdb.ts";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mcproxy-fw-"));

@@ -7,11 +7,11 @@
 import type { Socket } from "bun";
 import fs from "node:fs";
 import type { ProxyConfig } from "../../src/config/types.ts";
-import { loadCertPair, type CertPair } from "../../src/l7/certs.ts";
-import type { ConnSummary, RouteEntry } from "../../src/l7/context.ts";
+import { loadCertPair, type CertPair } from "../../src/tls/certs.ts";
+import type { ConnSummary, L7Conn, RouteEntry } from "../../src/l7/context.ts";
 import { NativeSocketDuplex } from "../../src/l7/duplex.ts";
 import { serveL7 } from "../../src/l7/handler.ts";
-import type { RouteRecord } from "../../src/state/model.ts";
+import type { RouteRecord } from "../../src/records.ts";
 import { makeCA, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
 
 export const HOST = "a.test";
@@ -77,6 +77,12 @@ export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null
   let entry: RouteEntry = { record, cert: opts.cert === undefined ? testPki().pair : opts.cert };
   const proxy = { ...PROXY_DEFAULTS, ...opts.proxy };
   const closes: ConnSummary[] = [];
+  // The real server's sweeper calls L7Conn.tick; so does the harness.
+  const live = new Set<L7Conn>();
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const c of live) c.tick(now);
+  }, 50);
   const server = Bun.listen<Data>({
     hostname: "127.0.0.1",
     port: 0,
@@ -85,15 +91,22 @@ export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null
       open(s: Socket<Data>) {
         const duplex = new NativeSocketDuplex(s, new Uint8Array());
         s.data = { duplex };
-        serveL7(duplex, {
+        let closed = false;
+        let conn: L7Conn | null = null;
+        conn = serveL7(duplex, {
           route: () => entry,
           sni: HOST,
           client: { address: opts.clientAddress ?? s.remoteAddress, port: 40000 },
           local: { address: "127.0.0.1", port: server.port },
           listenerAddr: "127.0.0.1:0",
           proxy,
-          onClose: (sum) => closes.push(sum),
+          onClose: (sum) => {
+            closes.push(sum);
+            closed = true;
+            if (conn) live.delete(conn);
+          },
         });
+        if (!closed) live.add(conn);
       },
       data(s, chunk) {
         s.data.duplex.feed(chunk);
@@ -118,7 +131,10 @@ export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null
       entry = { record: r, cert: cert === undefined ? entry.cert : cert };
     },
     closes,
-    stop: () => server.stop(true),
+    stop: () => {
+      clearInterval(sweeper);
+      server.stop(true);
+    },
   };
 }
 

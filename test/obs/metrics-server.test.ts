@@ -3,7 +3,7 @@ import net from "node:net";
 import { InvalidArgumentError } from "../../src/errors.ts";
 import { setLogSink } from "../../src/obs/log.ts";
 import { createMetrics } from "../../src/obs/metrics.ts";
-import { type MetricsServer, splitHostPort, startMetricsServer } from "../../src/obs/metrics-server.ts";
+import { type MetricsServer, parseMetricsAddr, startMetricsServer } from "../../src/obs/metrics-server.ts";
 import { Registry } from "../../src/obs/prom.ts";
 import { duplicateSeries, promtoolCheck } from "./promtool.ts";
 
@@ -125,10 +125,10 @@ describe("metrics endpoint", () => {
 
   test("malformed addresses are refused with InvalidArgumentError", async () => {
     for (const bad of ["127.0.0.1", "::1:9091", "[::1]9091", "host:99999", ":9091", "a:b"]) {
-      expect(splitHostPort(bad)).toBeInstanceOf(InvalidArgumentError);
+      expect(parseMetricsAddr(bad)).toBeInstanceOf(InvalidArgumentError);
     }
-    expect(splitHostPort("[::1]:9091")).toEqual({ host: "::1", port: 9091 });
-    expect(splitHostPort("localhost:0")).toEqual({ host: "localhost", port: 0 });
+    expect(parseMetricsAddr("[::1]:9091")).toEqual({ host: "::1", port: 9091 });
+    expect(parseMetricsAddr("localhost:0")).toEqual({ host: "localhost", port: 0 });
     await expect(startMetricsServer("nonsense", m.render)).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 });

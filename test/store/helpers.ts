@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULTS } from "../../src/config/defaults.ts";
 import type { Config, ListenerConfig, RouteConfig } from "../../src/config/types.ts";
-import type { RouteInput } from "../../src/state/model.ts";
+import type { RouteInput } from "../../src/records.ts";
 
 const dirs: string[] = [];
 

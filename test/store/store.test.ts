@@ -3,7 +3,7 @@ import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { InvalidArgumentError, NotFoundError, StoreError } from "../../src/errors.ts";
 import { Store } from "../../src/store/store.ts";
-import type { RouteInput } from "../../src/state/model.ts";
+import type { RouteInput } from "../../src/records.ts";
 import { cleanupTempDirs, l4, tempDir } from "./helpers.ts";
 
 afterAll(cleanupTempDirs);

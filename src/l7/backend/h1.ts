@@ -15,12 +15,10 @@ import type net from "node:net";
 import type { HeaderMap } from "../headers.ts";
 import { connectBackend } from "./connect.ts";
 import type { BackendTarget } from "./target.ts";
+import { BACKEND_H1_MAX_FREE_SOCKETS, BACKEND_H1_MAX_SOCKETS } from "../../limits.ts";
 
-const MAX_SOCKETS = 256;
-// As many idle sockets as busy ones: with fewer, a burst of completions under
-// load closes the surplus and the next burst reconnects (measured: one TCP
-// connect + close per request at 320 concurrent h2 streams).
-const MAX_FREE_SOCKETS = MAX_SOCKETS;
+const MAX_SOCKETS = BACKEND_H1_MAX_SOCKETS;
+const MAX_FREE_SOCKETS = BACKEND_H1_MAX_FREE_SOCKETS;
 
 export class H1Client {
   private readonly agent: http.Agent | undefined;

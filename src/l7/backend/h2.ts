@@ -8,6 +8,8 @@
 import http2 from "node:http2";
 import { connectBackend } from "./connect.ts";
 import type { BackendTarget } from "./target.ts";
+import { formatHostPort } from "../../net/addr.ts";
+import { BACKEND_H2_DEFAULT_MAX_STREAMS } from "../../limits.ts";
 
 interface Entry {
   session: http2.ClientHttp2Session;
@@ -15,8 +17,7 @@ interface Entry {
   usable: boolean;
 }
 
-// Before the peer's SETTINGS arrive we assume a conservative stream limit.
-const DEFAULT_MAX_STREAMS = 100;
+const DEFAULT_MAX_STREAMS = BACKEND_H2_DEFAULT_MAX_STREAMS;
 
 export class H2Client {
   private entries: Entry[] = [];
@@ -63,8 +64,7 @@ export class H2Client {
   private open(): Entry {
     const t = this.target;
     const scheme = t.tls ? "https" : "http";
-    const host = t.host.includes(":") ? `[${t.host}]` : t.host;
-    const session = http2.connect(`${scheme}://${host}:${t.port}`, {
+    const session = http2.connect(`${scheme}://${formatHostPort(t.host, t.port)}`, {
       createConnection: () => connectBackend(t, { proxyHeader: this.proxyHeader, alpn: ["h2"], timeoutMs: this.connectTimeoutMs }),
     });
     const e: Entry = { session, active: 0, usable: true };

@@ -10,6 +10,7 @@ import { log } from "../../obs/log.ts";
 import { connectBackend } from "./connect.ts";
 import type { BackendTarget } from "./target.ts";
 import type tls from "node:tls";
+import { BACKEND_PROBE_ANSWER_MS } from "../../limits.ts";
 
 export type WireProtocol = "h2" | "http1";
 
@@ -66,7 +67,7 @@ export function probeProtocol(t: BackendTarget, proxyHeader: Uint8Array | null, 
     sock.once("connect", () => {
       sock.write(PREFACE);
       // A silent backend is an HTTP/1.1 server waiting for the rest of a request.
-      answerTimer = setTimeout(() => done("http1"), Math.min(timeoutMs, 2000));
+      answerTimer = setTimeout(() => done("http1"), Math.min(timeoutMs, BACKEND_PROBE_ANSWER_MS));
     });
     let got: Buffer = Buffer.alloc(0);
     sock.on("data", (d: Buffer) => {

@@ -5,7 +5,8 @@
 import fs from "node:fs";
 import net from "node:net";
 import type { BackendProtocol } from "../../config/types.ts";
-import type { RouteRecord } from "../../state/model.ts";
+import { parseHostPort } from "../../net/addr.ts";
+import type { RouteRecord } from "../../records.ts";
 
 export interface BackendTls {
   /** SNI sent and name verified: backend_tls_server_name, else the route hostname. Empty for IP names. */
@@ -30,22 +31,13 @@ export interface BackendTarget {
 
 const cache = new WeakMap<RouteRecord, BackendTarget>();
 
-/** Splits "host:port" / "[v6]:port". Throws on a malformed address (validated upstream). */
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(":");
-  if (i <= 0) throw new Error(`backend address without port: ${addr}`);
-  let host = addr.slice(0, i);
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  const port = Number(addr.slice(i + 1));
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`bad backend port: ${addr}`);
-  return { host, port };
-}
-
 /** The BackendTarget of `record`, computed on first use and cached per record object. */
 export function targetFor(record: RouteRecord): BackendTarget {
   let t = cache.get(record);
   if (t) return t;
-  const { host, port } = splitHostPort(record.backend);
+  const hp = parseHostPort(record.backend, 1);
+  if (!hp || hp.host === "") throw new Error(`bad backend address: ${record.backend}`); // validated when configured
+  const { host, port } = hp;
   let tls: BackendTls | null = null;
   if (record.backendTls) {
     const name = record.backendTlsServerName || record.hostname;

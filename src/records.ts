@@ -2,7 +2,7 @@
  * Records as stored in SQLite and held in memory. These are the shapes the
  * store returns, the state layer keeps and the admin API converts to proto.
  */
-import type { BackendProtocol, FirewallRuleType, PolicyType, RouteMode } from "../config/types.ts";
+import type { BackendProtocol, FirewallRuleType, PolicyType, RouteMode } from "./config/types.ts";
 
 export interface ListenerRecord {
   id: number;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { cidrContains, normalizeIp, parseCidr } from "../../src/firewall/ip.ts";
+import { cidrContains, normalizeIp, parseCidr } from "../../src/net/ip.ts";
 
 describe("normalizeIp", () => {
   test("IPv4 stays dotted-quad", () => {

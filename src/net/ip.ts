@@ -305,3 +305,33 @@ export function cidrContains(c: Cidr, ip: string): boolean {
   const fam = parseIpWords(ip, scratch);
   return fam !== 0 && cidrContainsWords(c, fam, scratch);
 }
+
+// ---------------------------------------------------------------- 16-byte form (PROXY v2)
+
+const byteWords = new Uint32Array(4);
+
+/** IPv6 text of 16 network-order bytes: RFC 5952, IPv4-mapped written `::ffff:a.b.c.d`. */
+export function formatIpv6Bytes(b: Uint8Array): string {
+  for (let k = 0; k < 4; k++) byteWords[k] = ((b[4 * k] << 24) | (b[4 * k + 1] << 16) | (b[4 * k + 2] << 8) | b[4 * k + 3]) >>> 0;
+  if (byteWords[0] === 0 && byteWords[1] === 0 && byteWords[2] === 0xffff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return formatIpWords(6, byteWords);
+}
+
+/**
+ * An address literal (no brackets, no zone) as bytes: 4 for IPv4 and
+ * IPv4-mapped IPv6, 16 for other IPv6; null when `s` is not one.
+ */
+export function parseIpBytes(s: string): Uint8Array | null {
+  if (s.includes("[") || s.includes("%")) return null;
+  const fam = parseIpWords(s, byteWords);
+  if (fam === 0) return null;
+  const out = new Uint8Array(fam === 4 ? 4 : 16);
+  for (let k = 0; k < out.length / 4; k++) {
+    const w = byteWords[k];
+    out[4 * k] = w >>> 24;
+    out[4 * k + 1] = (w >>> 16) & 255;
+    out[4 * k + 2] = (w >>> 8) & 255;
+    out[4 * k + 3] = w & 255;
+  }
+  return out;
+}

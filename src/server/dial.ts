@@ -1,0 +1,151 @@
+/**
+ * L4: dials the route's backend. Client bytes that arrive meanwhile join the
+ * peeked bytes (and pause the client); once connected, the relay takes the
+ * backend socket, the client socket and every peeked byte, in one hand-off.
+ */
+import type { Socket } from "bun";
+import { parseHostPort } from "../net/addr.ts";
+import type { RouteRecord } from "../records.ts";
+import type { RouteEntry } from "../state/state.ts";
+import { encodeProxyV2 } from "../wire/proxyproto.ts";
+import { Stage, type Conn } from "./conn.ts";
+import { L4Stage } from "./l4.ts";
+import type { Peeked } from "./peeked.ts";
+
+/** What a backend socket's events are delivered to: the dial, then the relay. */
+export interface BackendPeer {
+  backendOpen(b: BackendSocket): void;
+  backendData(chunk: Uint8Array): void;
+  backendEnd(): void;
+  backendDrain(): void;
+  backendClosed(err?: Error): void;
+}
+export type BackendSocket = Socket<BackendPeer>;
+
+/** Backend socket handlers, shared by every L4 connection; `socket.data` is the current peer. */
+const backendHandlers = {
+  open: (b: BackendSocket) => b.data.backendOpen(b),
+  data: (b: BackendSocket, chunk: Uint8Array) => b.data.backendData(chunk),
+  end: (b: BackendSocket) => b.data.backendEnd(),
+  drain: (b: BackendSocket) => b.data.backendDrain(),
+  close: (b: BackendSocket, err?: Error) => b.data.backendClosed(err),
+  error: (b: BackendSocket, err: Error) => b.data.backendClosed(err),
+  connectError: (b: BackendSocket, err: Error) => b.data.backendClosed(err),
+};
+
+/** Dial targets, parsed once per route record (validated when configured). */
+const targets = new WeakMap<RouteRecord, { host: string; port: number } | null>();
+function targetOf(r: RouteRecord): { host: string; port: number } | null {
+  let t = targets.get(r);
+  if (t === undefined) {
+    t = parseHostPort(r.backend, 1);
+    targets.set(r, t);
+  }
+  return t;
+}
+
+export class DialStage extends Stage implements BackendPeer {
+  private readonly deadline: number;
+  private clientEnded = false;
+  /** Still waiting for the connect (false once connected, failed, or given up). */
+  private dialing = true;
+
+  constructor(
+    conn: Conn,
+    entry: RouteEntry,
+    private readonly peeked: Peeked,
+  ) {
+    super(conn);
+    this.deadline = Date.now() + conn.lc.proxy.connectTimeoutMs;
+    const rec = entry.record;
+    const target = targetOf(rec);
+    if (!target) {
+      this.failed(`bad backend address: ${rec.backend}`);
+      return;
+    }
+    Bun.connect<BackendPeer>({
+      hostname: target.host,
+      port: target.port,
+      allowHalfOpen: true,
+      data: this,
+      socket: backendHandlers,
+    }).catch((e: Error) => this.failed(e));
+  }
+
+  /** The first bytes the backend gets: [our PROXY v2 header] + everything peeked. */
+  private firstBytes(): Uint8Array | string {
+    const bytes = this.peeked.take();
+    const conn = this.conn;
+    if (!conn.route!.record.sendProxyProtocol) return bytes;
+    let header: Uint8Array;
+    try {
+      header = encodeProxyV2({ source: conn.client, destination: conn.local, authority: conn.sni });
+    } catch (e) {
+      // Only an address the encoder cannot represent (e.g. a peer address Bun could not report).
+      return `proxy_header_encode: ${(e as Error).message}`;
+    }
+    const joined = new Uint8Array(header.length + bytes.length);
+    joined.set(header);
+    joined.set(bytes, header.length);
+    return joined;
+  }
+
+  onData(chunk: Uint8Array): void {
+    this.peeked.append(chunk);
+    this.conn.sock.pause();
+  }
+
+  override onEnd(): void {
+    this.clientEnded = true;
+  }
+
+  onClose(): void {
+    this.dialing = false;
+    this.conn.fail("error", "client closed while connecting");
+    this.conn.finish();
+  }
+
+  override tick(now: number): void {
+    if (now >= this.deadline) this.failed("connect_timeout");
+  }
+
+  override cut(): void {
+    this.dialing = false;
+    super.cut();
+  }
+
+  backendOpen(b: BackendSocket): void {
+    if (!this.dialing) {
+      b.terminate(); // we gave up (timeout, client gone) while it was connecting
+      return;
+    }
+    const first = this.firstBytes();
+    if (typeof first === "string") {
+      b.terminate();
+      return this.failed(first);
+    }
+    this.dialing = false;
+    const relay = new L4Stage(this.conn, b);
+    this.conn.enter(relay);
+    relay.start(first, this.clientEnded);
+  }
+
+  backendData(): void {}
+  backendEnd(): void {}
+  backendDrain(): void {}
+
+  backendClosed(err?: Error): void {
+    this.failed(err ?? "closed");
+  }
+
+  private failed(e: Error | string): void {
+    if (!this.dialing) return;
+    this.dialing = false;
+    const conn = this.conn;
+    conn.lc.metrics.backendConnectFailure("l4");
+    conn.fail("backend_connect_failed", typeof e === "string" ? e : ((e as NodeJS.ErrnoException).code ?? e.message));
+    this.peeked.take();
+    conn.sock.end();
+    conn.finish();
+  }
+}
