@@ -2,7 +2,7 @@
  * Records as stored in SQLite and held in memory. These are the shapes the
  * store returns, the state layer keeps and the admin API converts to proto.
  */
-import type { BackendProtocol, FirewallRuleType, PolicyType, RouteMode } from "./config/types.ts";
+import type { FirewallRuleType, PolicyType, RouteSettings } from "./config/types.ts";
 
 export interface ListenerRecord {
   id: number;
@@ -19,20 +19,9 @@ export interface PolicyRecord {
   value: string;
 }
 
-export interface RouteRecord {
+export interface RouteRecord extends RouteSettings {
   id: number;
   listenerId: number;
-  hostname: string;
-  backend: string;
-  mode: RouteMode;
-  tlsCert: string;
-  tlsKey: string;
-  backendTls: boolean;
-  backendProtocol: BackendProtocol;
-  backendTlsVerify: boolean;
-  backendTlsCa: string;
-  backendTlsServerName: string;
-  sendProxyProtocol: boolean;
   /** In insertion (id) order: the order policies are evaluated. */
   l7Policies: PolicyRecord[];
 }

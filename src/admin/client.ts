@@ -60,12 +60,6 @@ function channelFor(opts: AdminConnectOptions): { target: string; creds: Channel
   return { target: grpcTarget(addr), creds, options };
 }
 
-/** A generated grpc-js client for ProxyAdminService; throws (plain Error) only for unreadable PEM files. */
-export function connectAdmin(opts: AdminConnectOptions): ProxyAdminServiceClient {
-  const c = channelFor(opts);
-  return new ProxyAdminServiceClient(c.target, c.creds, c.options);
-}
-
 /** True when `e` is a gRPC status error (as opposed to a local failure). */
 export function isServiceError(e: unknown): e is ServiceError {
   return typeof e === "object" && e !== null && typeof (e as ServiceError).code === "number" && "details" in e;

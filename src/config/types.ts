@@ -16,7 +16,8 @@ export interface PolicyConfig {
   value: string;
 }
 
-export interface RouteConfig {
+/** A route's own settings, as configured and as stored (records.ts adds ids and stored policies). */
+export interface RouteSettings {
   /** Lower-cased, no trailing dot. */
   hostname: string;
   /** host:port */
@@ -30,6 +31,9 @@ export interface RouteConfig {
   backendTlsCa: string;
   backendTlsServerName: string;
   sendProxyProtocol: boolean;
+}
+
+export interface RouteConfig extends RouteSettings {
   l7Policies: PolicyConfig[];
 }
 

@@ -81,13 +81,6 @@ export class Firewall {
     return null;
   }
 
-  /** The country GeoIP gives for `ip`, or null (no database, unknown, not an IP). For logs. */
-  country(ip: string): string | null {
-    const fam = parseIpWords(ip, words);
-    if (!this.geoip || fam === 0) return null;
-    return this.geoip.country(formatIpWords(fam, words));
-  }
-
   /**
    * Re-reads the GeoIP database (SIGHUP). A failure keeps the old database
    * and is returned and logged; without a configured database this is a no-op.

@@ -83,29 +83,15 @@ export function compileRules(rules: readonly RuleInput[]): CompiledRules {
 /** An empty rule set (matches nothing). */
 export const NO_RULES: CompiledRules = compileRules([]);
 
-const words = new Uint32Array(4);
 
 /**
- * The ip/cidr half of matchRules for an address already parsed by
- * parseIpWords (lets the caller parse once per connection).
+ * Which ip/cidr rule blocks an address already parsed by parseIpWords (the
+ * caller parses once per connection; country rules are checked by the caller).
  */
 export function matchAddress(c: CompiledRules, fam: Family, w: Uint32Array): "ip" | "cidr" | null {
   if (fam === 0) return null;
   if (fam === 4 ? c.ipV4.has(w[0]) : c.ipV6.size > 0 && c.ipV6.has(formatIpWords(fam, w))) return "ip";
   const list = c.cidrs;
   for (let i = 0; i < list.length; i++) if (cidrContainsWords(list[i], fam, w)) return "cidr";
-  return null;
-}
-
-/**
- * Returns which rule kind blocks `ip`, checking ip → cidr → country, or null.
- * `ip` may be any text form (mapped IPv6 counts as IPv4); text that is not an
- * IP matches no ip/cidr rule. `country` is the client's ISO code (any case) or
- * null when unknown; a null country never matches a country rule.
- */
-export function matchRules(c: CompiledRules, ip: string, country: string | null): RuleMatch | null {
-  const hit = matchAddress(c, parseIpWords(ip, words), words);
-  if (hit) return hit;
-  if (country !== null && c.countries.size > 0 && c.countries.has(country.toUpperCase())) return "country";
   return null;
 }

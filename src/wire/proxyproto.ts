@@ -25,7 +25,7 @@
  * - v2 TLVs are walked after the address block; one overrunning the header is
  *   an error. A PP2_TYPE_CRC32C TLV is verified (mismatch → error).
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv6 } from "node:net";
 import { InvalidArgumentError } from "../errors.ts";
 import { formatIpv6Bytes, parseIpBytes } from "../net/ip.ts";
 

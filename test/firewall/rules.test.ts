@@ -1,5 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import { compileRules, matchRules } from "../../src/firewall/rules.ts";
+import { compileRules, matchAddress, type CompiledRules } from "../../src/firewall/rules.ts";
+import { parseIpWords } from "../../src/net/ip.ts";
+
+/** The firewall's order (Firewall.check): ip → cidr → country. */
+function matchRules(c: CompiledRules, ip: string, country: string | null): string | null {
+  const w = new Uint32Array(4);
+  const hit = matchAddress(c, parseIpWords(ip, w), w);
+  if (hit) return hit;
+  return country !== null && c.countries.has(country.toUpperCase()) ? "country" : null;
+}
 
 describe("compileRules / matchRules", () => {
   const rules = compileRules([
