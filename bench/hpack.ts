@@ -1,6 +1,6 @@
 /**
  * HPACK micro-benchmark: ns per header block for a browser-like request
- * (13 fields) and a typical response head (5 fields), encode and decode,
+ * (14 fields) and a typical response head (5 fields), encode and decode,
  * with a warm dynamic table (steady state on one connection) and a cold one
  * (first block of a connection). Also the frame reader on small frames.
  *
