@@ -93,13 +93,20 @@ const INTERN_BITS = 9;
 const INTERN_MASK = (1 << INTERN_BITS) - 1;
 /** Open-addressed table: slot → index into KNOWN_NAMES, or -1. */
 const INTERN_SLOTS = new Int16Array(1 << INTERN_BITS).fill(-1);
+/** KNOWN_NAMES as bytes, each at KNOWN_OFFSET[k] (byte compares beat charCodeAt here). */
+const KNOWN_BYTES = new TextEncoder().encode(KNOWN_NAMES.join(""));
+const KNOWN_OFFSET = new Int32Array(KNOWN_NAMES.length);
+const KNOWN_LENGTH = new Int32Array(KNOWN_NAMES.length);
 
 /** The hash the field parser folds over name bytes (ASCII letters case-folded). */
 export function nameHashStep(h: number, c: number): number {
   return (Math.imul(h, 31) + (c | 0x20)) | 0;
 }
-for (let k = 0; k < KNOWN_NAMES.length; k++) {
+for (let k = 0, off = 0; k < KNOWN_NAMES.length; k++) {
   const name = KNOWN_NAMES[k];
+  KNOWN_OFFSET[k] = off;
+  KNOWN_LENGTH[k] = name.length;
+  off += name.length;
   let h = 0;
   for (let i = 0; i < name.length; i++) h = nameHashStep(h, name.charCodeAt(i));
   let slot = h & INTERN_MASK;
@@ -113,12 +120,12 @@ function internedName(buf: Uint8Array, start: number, end: number, hash: number)
   for (let slot = hash & INTERN_MASK; ; slot = (slot + 1) & INTERN_MASK) {
     const k = INTERN_SLOTS[slot];
     if (k === -1) return undefined;
-    const cand = KNOWN_NAMES[k];
-    if (cand.length !== len) continue;
-    let i = 0;
+    if (KNOWN_LENGTH[k] !== len) continue;
+    const off = KNOWN_OFFSET[k] - start;
+    let i = start;
     // Token bytes: `| 0x20` folds A–Z onto a–z and maps no other token byte onto a letter.
-    while (i < len && (buf[start + i] | 0x20) === cand.charCodeAt(i)) i++;
-    if (i === len) return cand;
+    while (i < end && (buf[i] | 0x20) === KNOWN_BYTES[off + i]) i++;
+    if (i === end) return KNOWN_NAMES[k];
   }
 }
 
@@ -130,7 +137,8 @@ function internedName(buf: Uint8Array, start: number, end: number, hash: number)
  * to `out` as [name, value, …] and returns the number of fields, or an error:
  * bare LF/CR, obs-fold, whitespace before the colon (`lenient` — responses —
  * skips it instead, as RFC 9112 §5.1 lets a proxy), empty or non-token name,
- * a control character (other than HTAB) in a value, or more than `maxFields`.
+ * a control character (other than HTAB) in a value, or more than `maxFields`
+ * (431 when `status` is 400). Errors carry `status`.
  */
 export function parseFieldLines(
   buf: Uint8Array,
@@ -180,7 +188,7 @@ export function parseFieldLines(
     }
     if (c !== CR) return h1Error(c === LF ? "bare_lf" : "invalid_header_value", status);
     if (buf[pos + 1] !== LF) return h1Error("bare_cr", status);
-    if (++count > maxFields) return h1Error(tooMany, status);
+    if (++count > maxFields) return h1Error(tooMany, status === 400 ? 431 : status);
     out.push(name, valueStart === valueEnd ? "" : text.substring(valueStart - base, valueEnd - base));
     pos += 2;
   }

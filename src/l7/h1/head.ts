@@ -451,6 +451,11 @@ function summarizeTransferEncoding(value: string, acc: TeSummary | undefined): T
 /** Appends the lower-cased non-empty tokens of a comma list to `into` (a fresh array when it is the shared empty one). */
 function appendTokens(value: string, into: readonly string[]): readonly string[] {
   const out = into === EMPTY_TOKENS ? [] : (into as string[]);
+  // Common exact values first: toLowerCase on a substring costs ~90 ns under JSC.
+  if (value === "keep-alive" || value === "close" || value === "upgrade") {
+    out.push(value);
+    return out;
+  }
   const lower = value.toLowerCase();
   if (lower === "close" || lower === "keep-alive" || lower === "upgrade") {
     out.push(lower);
