@@ -11,6 +11,7 @@
  * value as strings, body bytes as views. "llhttp raw" skips the strings —
  * the floor for any llhttp glue.
  */
+import { latin1 } from "../src/l7/h1/bytes.ts";
 import { ChunkedDecoder, LengthDecoder, parseRequestHead, parseResponseHead } from "../src/l7/h1/codec.ts";
 
 const PIPELINE = 16; // messages per buffer, like wrk with a pipelining script
@@ -88,7 +89,7 @@ function makeLlhttp(wasm: Uint8Array, type: 1 | 2, strings: boolean) {
   let field = "";
   let headers: string[] = [];
   let inValue = false;
-  const str = (at: number, len: number): string => mem.latin1Slice(at, at + len);
+  const str = (at: number, len: number): string => latin1(mem, at, at + len);
   const mod = new WebAssembly.Module(wasm);
   const inst = new WebAssembly.Instance(mod, {
     env: {
