@@ -92,8 +92,10 @@ const MAX_SAFE_DIV10 = Math.floor(Number.MAX_SAFE_INTEGER / 10);
 /**
  * Parses one request head at buf[start, end). Returns the head (with
  * `length` = bytes consumed), `NEED_MORE` while the bytes are a valid prefix,
- * or an error. Never throws, never reads outside [start, end), keeps no
- * reference to `buf` (all strings are decoded copies).
+ * or an error. Never throws, never depends on bytes outside [start, end),
+ * keeps no reference to `buf` (strings are decoded copies). A head trickling
+ * in costs one native search (plus an LF walk) over what has arrived per call,
+ * bounded by `maxHeadBytes`; the caller's head deadline bounds the rest.
  */
 export function parseRequestHead(
   buf: Uint8Array,
