@@ -192,7 +192,11 @@ if (wasm) {
 }
 const fields = ["host", "example.com", "user-agent", "wrk/4.2.0", "accept", "*/*", "x-forwarded-for", "203.0.113.7", "x-forwarded-proto", "https"];
 measure("ours     serialize request head", reqStream, () => {
-  for (let i = 0; i < PIPELINE; i++) sink += serializeRequestHead("GET", "/index.html?page=2", fields).length;
+  for (let i = 0; i < PIPELINE; i++) {
+    const out = serializeRequestHead("GET", "/index.html?page=2", fields);
+    if (!(out instanceof Uint8Array)) throw new Error("serialize: " + out.reason);
+    sink += out.length;
+  }
   return PIPELINE;
 });
 if (!wasm) console.log("(llhttp skipped: pass the path of undici's lib/llhttp/llhttp-wasm.js)");
