@@ -341,7 +341,9 @@ function readGrpc(t: Table, ctx: Ctx): GrpcConfig {
         t.problem(e.which === "cert" ? "tls_cert" : "tls_key", e.message);
       }
     }
-    if (clientCa) {
+    if (!clientCa) {
+      t.problem("client_ca", `a TCP addr (${rawAddr}) requires client_ca: the admin API is never anonymous on a network (mutual TLS)`);
+    } else {
       const e = checkCaFile(clientCa);
       if (e) t.problem("client_ca", e);
     }

@@ -217,6 +217,8 @@ describe("config validation names the key path of each problem", () => {
     const { config } = parseConfig(`${R}[grpc]\naddr = "127.0.0.1:9443"\ntls_cert = "${leaf.fullchainPath}"\ntls_key = "${leaf.keyPath}"\nclient_ca = "${leaf.caPath}"\n`, "");
     expect(config.grpc).toEqual({ addr: "127.0.0.1:9443", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: leaf.caPath });
   });
+  test("gRPC on TCP with TLS but without client_ca is refused (never anonymous, SPEC §7)", () =>
+    void rejects(`${R}[grpc]\naddr = "127.0.0.1:9443"\ntls_cert = "${leaf.fullchainPath}"\ntls_key = "${leaf.keyPath}"\n`, "grpc.client_ca", /requires client_ca/));
   test("gRPC client_ca on a unix socket is refused (it would silently do nothing)", () =>
     void rejects(`${R}[grpc]\naddr = "/run/mc.sock"\nclient_ca = "${leaf.caPath}"\n`, "grpc.client_ca"));
   test("metrics addr must be host:port", () => void rejects(`${R}[metrics]\naddr = "9091"\n`, "metrics.addr"));
