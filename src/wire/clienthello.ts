@@ -116,14 +116,17 @@ function scanRecords(buf: Uint8Array, maxBytes: number, s: ScanState): ScanOutco
   for (;;) {
     if (s.bodyLen >= 0 && s.have >= 4 + s.bodyLen) return { status: "complete", end: s.pos };
     const first = s.pos === 0;
+    // Another record is needed: if not even its header fits, that is known before any of its
+    // bytes (so the verdict does not depend on how the input was chunked; found by test/fuzz).
+    if (s.pos + RECORD_HEADER > maxBytes) return { status: "error", reason: "too_large" };
     // Record header: type, legacy_record_version (major must be 3), length.
     const avail = buf.length - s.pos;
     if (avail >= 1 && buf[s.pos] !== RECORD_HANDSHAKE) return { status: "error", reason: first ? "not_tls" : "malformed" };
     if (avail >= 2 && buf[s.pos + 1] !== 0x03) return { status: "error", reason: first ? "not_tls" : "malformed" };
     if (avail < RECORD_HEADER) {
-      const needed = s.pos + RECORD_HEADER;
-      if (needed > maxBytes) return { status: "error", reason: "too_large" };
-      return { status: "need_more", needed };
+      // The type and major version bytes are checked one by one as they arrive, so wake the
+      // caller for each of them (found by test/fuzz: a bad type byte was only reported 5 bytes later).
+      return { status: "need_more", needed: avail < 2 ? s.pos + avail + 1 : s.pos + RECORD_HEADER };
     }
     const len = (buf[s.pos + 3] << 8) | buf[s.pos + 4];
     // Zero-length handshake fragments are forbidden (RFC 8446 §5.1).
