@@ -1,9 +1,10 @@
 /**
  * The firewall stage of the pipeline (SPEC §4 step 3): for each accepted
  * connection's client address, blocked IP → blocked CIDR → blocked country
- * (GeoIP) → per-client rate limit (IPv4 address or IPv6 /64). Rules are swapped whole by setRules() when the
- * admin API changes them; the GeoIP database is swapped by reloadGeoip() on
- * SIGHUP. check() logs nothing: the caller logs the rejection once.
+ * (GeoIP) → per-client rate limit (an IPv4 address or an IPv6 /64). Rules are
+ * swapped whole by setRules() when the admin API changes them; the GeoIP
+ * database is swapped by reloadGeoip() on SIGHUP. check() logs nothing: the
+ * caller logs the rejection once.
  */
 import type { FirewallRuleRecord } from "../state/model.ts";
 import { log } from "../obs/log.ts";

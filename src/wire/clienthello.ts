@@ -84,6 +84,8 @@ type ScanOutcome =
   | { status: "error"; reason: HelloFailure };
 
 const NO_BYTES = new Uint8Array(0);
+/** First size of the handshake buffer: a typical hello (~500 B) takes one or two allocations. */
+const HS_MIN_CAPACITY = 256;
 
 function newScan(): ScanState {
   return { pos: 0, hs: NO_BYTES, have: 0, bodyLen: -1 };
@@ -98,7 +100,7 @@ function hsByte(buf: Uint8Array, s: ScanState, recStart: number, i: number): num
 function appendHandshake(s: ScanState, buf: Uint8Array, a: number, b: number, maxBytes: number): void {
   const need = s.have + (b - a);
   if (need > s.hs.length) {
-    const next = new Uint8Array(Math.max(need, Math.min(maxBytes, Math.max(256, s.hs.length * 2))));
+    const next = new Uint8Array(Math.max(need, Math.min(maxBytes, Math.max(HS_MIN_CAPACITY, s.hs.length * 2))));
     next.set(s.hs.subarray(0, s.have));
     s.hs = next;
   }
