@@ -16,8 +16,8 @@ export const SWEEP_MIN_MS = 20;
 export const SWEEP_MAX_MS = 250;
 /** First allocation for a PROXY header being accumulated; doubles as bytes arrive (v1 is ≤ 107 bytes, v2 usually < 256). */
 export const PROXY_HEADER_INITIAL_BYTES = 256;
-/** First allocation for the bytes peeked from a client before routing; doubles up to `hello_max_bytes`. */
-export const PEEKED_INITIAL_BYTES = 2048;
+/** First allocation for the ClientHello's handshake bytes; doubles up to `hello_max_bytes` (a typical hello takes one or two). */
+export const HELLO_BUFFER_INITIAL_BYTES = 256;
 
 // ---------------------------------------------------------------- L7 front
 
@@ -55,8 +55,10 @@ export const BACKEND_PROBE_ANSWER_MS = 2000;
 
 // ---------------------------------------------------------------- firewall and metrics
 
-/** Clients the rate limiter tracks at once (about 100 B each); beyond, the oldest idle entry is dropped. */
+/** Clients the rate limiter tracks at once (175–245 B each, measured: ≤ ~25 MB); when full of live clients, new ones share one overflow budget. */
 export const RATE_LIMIT_MAX_TRACKED = 100_000;
+/** The limiter's expiry sweep runs every window, but not more often than this (a short window must not spin a timer). */
+export const RATE_LIMIT_MIN_SWEEP_MS = 1000;
 /** Label sets per metric: a bound on memory whatever a client sends (hostnames, statuses). */
 export const METRICS_MAX_SERIES = 10_000;
 

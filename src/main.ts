@@ -3,6 +3,8 @@
  * Errors are one line on stderr and a non-zero exit: 2 for usage and config
  * errors, 1 for everything else.
  */
+// First, before any slow import: a SIGHUP during start-up must not kill the server.
+import "./server/sighup.ts";
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { loadConfig } from "./config/load.ts";
 import { runStatus, statusArgs } from "./ctl/status.ts";

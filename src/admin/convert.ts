@@ -1,5 +1,5 @@
 /**
- * Pure conversions between the store's records (src/state/model.ts) and the generated proto
+ * Pure conversions between the store's records (src/records.ts) and the generated proto
  * messages, shared by the admin server and the CLI. Enum decoding validates: an out-of-range
  * value throws InvalidArgumentError naming the field. UNSPECIFIED means the TOML default
  * (mode → "l4", backend_protocol → "auto"); for policy and firewall types it is an error.

@@ -2,7 +2,8 @@
  * The gRPC admin server (SPEC §7): ProxyAdminService over the State, plus grpc.health.v1.
  * Handlers are synchronous around the State (it is synchronous and write-through), map typed
  * errors to status codes, and log one line per RPC. Transport: a unix socket (mode 0600, a
- * stale socket replaced) or TCP with TLS 1.3 (mTLS when client_ca is set) — never plaintext TCP.
+ * stale socket replaced) or TCP with TLS 1.3 and mutual TLS (client_ca required) — never plaintext
+ * or anonymous TCP.
  */
 import fs from "node:fs";
 import net from "node:net";
@@ -263,7 +264,7 @@ async function prepareSocketPath(p: string): Promise<void> {
 
 /**
  * Starts the admin server on `cfg.addr` and resolves once it is bound. Rejects with a
- * ConfigError (bad path, unreadable cert, TCP without TLS) or the bind error.
+ * ConfigError (bad path, unreadable cert, TCP without TLS or without client_ca) or the bind error.
  */
 export async function startAdminServer(cfg: GrpcConfig, deps: AdminDeps): Promise<AdminServer> {
   const addr = parseAdminAddr(cfg.addr);
@@ -273,7 +274,9 @@ export async function startAdminServer(cfg: GrpcConfig, deps: AdminDeps): Promis
     creds = ServerCredentials.createInsecure(); // access control = file mode 0600
   } else {
     if (!cfg.tlsCert || !cfg.tlsKey) throw new ConfigError("", "grpc.tls_cert", "a TCP admin address requires tls_cert and tls_key");
-    const ca = cfg.clientCa ? readPem(cfg.clientCa, "grpc.client_ca") : null;
+    // SPEC §7: never anonymous on a network (the config loader refuses this first; this guards other callers).
+    if (!cfg.clientCa) throw new ConfigError("", "grpc.client_ca", "a TCP admin address requires client_ca (mutual TLS)");
+    const ca = readPem(cfg.clientCa, "grpc.client_ca");
     creds = new Tls13Credentials(ca, readPem(cfg.tlsCert, "grpc.tls_cert"), readPem(cfg.tlsKey, "grpc.tls_key"));
   }
 
@@ -301,7 +304,7 @@ export async function startAdminServer(cfg: GrpcConfig, deps: AdminDeps): Promis
   });
   if (addr.kind === "unix") fs.chmodSync(addr.path, 0o600);
   // grpc-js reports port 1 for a unix socket: log a port only for TCP.
-  log.info("admin.listening", { addr: cfg.addr, transport: addr.kind === "unix" ? "unix" : cfg.clientCa ? "mtls" : "tls", port: addr.kind === "tcp" ? port : undefined });
+  log.info("admin.listening", { addr: cfg.addr, transport: addr.kind === "unix" ? "unix" : "mtls", port: addr.kind === "tcp" ? port : undefined });
 
   let closed: Promise<void> | null = null;
   return {

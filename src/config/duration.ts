@@ -1,7 +1,15 @@
 /**
  * The one duration parser of mc-proxy: Go-style strings ("5s", "300ms",
- * "2m", "1h30m", "1.5s") → milliseconds.
+ * "2m", "1h30m", "1.5s") → milliseconds, and the one bound every configured
+ * duration must meet (parseConfigDuration).
  */
+
+/**
+ * Longest configurable duration (SPEC §2): 24 h. Bun, like Node, fires a timer
+ * set above 2^31−1 ms (~24.8 days) after about 1 ms, so "720h" as a timeout
+ * would mean "at once"; 24 h is far below that and above any sane timeout.
+ */
+export const MAX_DURATION_MS = 24 * 3_600_000;
 
 const UNIT_MS: Record<string, number> = {
   ns: 1e-6,
@@ -39,6 +47,18 @@ export function parseDuration(s: string): number {
   }
   if (!Number.isFinite(total)) throw new RangeError(`duration "${s}" is too large`);
   return total;
+}
+
+/**
+ * Parse a configured duration (every duration key of the TOML): like
+ * parseDuration, and the result must be > 0 and at most MAX_DURATION_MS.
+ * Throws RangeError whose message says what is wrong (the caller adds the key path).
+ */
+export function parseConfigDuration(s: string): number {
+  const ms = parseDuration(s);
+  if (!(ms > 0)) throw new RangeError("duration must be greater than 0");
+  if (ms > MAX_DURATION_MS) throw new RangeError(`duration "${s}" is longer than the maximum of 24h`);
+  return ms;
 }
 
 /**

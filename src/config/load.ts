@@ -14,7 +14,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
 import { loadCertPair, CertError } from "../tls/certs.ts";
-import { parseDuration } from "./duration.ts";
+import { parseConfigDuration } from "./duration.ts";
 import {
   FIREWALL_DEFAULTS, GRPC_DEFAULTS, HELLO_MAX_BYTES_MAX, HELLO_MAX_BYTES_MIN, LISTENER_DEFAULTS, LOG_DEFAULTS,
   PROXY_DEFAULTS, ROUTE_DEFAULTS,
@@ -141,14 +141,12 @@ class Table {
     });
     return out;
   }
-  /** A Go-style duration string → ms; must be > 0. */
+  /** A Go-style duration string → ms; > 0 and ≤ 24 h (parseConfigDuration). */
   duration(key: string, defMs: number): number {
     const s = this.get(key, (v): v is string => typeof v === "string", 'a duration string like "5s"');
     if (s === undefined) return defMs;
     try {
-      const ms = parseDuration(s);
-      if (ms > 0) return ms;
-      this.problem(key, `duration must be greater than 0`);
+      return parseConfigDuration(s);
     } catch (e) {
       this.problem(key, (e as Error).message);
     }
@@ -343,7 +341,9 @@ function readGrpc(t: Table, ctx: Ctx): GrpcConfig {
         t.problem(e.which === "cert" ? "tls_cert" : "tls_key", e.message);
       }
     }
-    if (clientCa) {
+    if (!clientCa) {
+      t.problem("client_ca", `a TCP addr (${rawAddr}) requires client_ca: the admin API is never anonymous on a network (mutual TLS)`);
+    } else {
       const e = checkCaFile(clientCa);
       if (e) t.problem("client_ca", e);
     }

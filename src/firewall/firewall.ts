@@ -1,15 +1,16 @@
 /**
  * The firewall stage of the pipeline (SPEC §4 step 3): for each accepted
  * connection's client address, blocked IP → blocked CIDR → blocked country
- * (GeoIP) → per-IP rate limit. Rules are swapped whole by setRules() when the
- * admin API changes them; the GeoIP database is swapped by reloadGeoip() on
- * SIGHUP. check() logs nothing: the caller logs the rejection once.
+ * (GeoIP) → per-client rate limit (an IPv4 address or an IPv6 /64). Rules are
+ * swapped whole by setRules() when the admin API changes them; the GeoIP
+ * database is swapped by reloadGeoip() on SIGHUP. check() logs nothing: the
+ * caller logs the rejection once.
  */
 import type { FirewallRuleRecord } from "../records.ts";
 import { log } from "../obs/log.ts";
 import { formatIpWords, parseIpWords } from "../net/ip.ts";
 import { GeoIp } from "./geoip.ts";
-import { RateLimiter } from "./ratelimit.ts";
+import { RateLimiter, rateLimitKey } from "./ratelimit.ts";
 import { type CompiledRules, NO_RULES, compileRules, matchAddress } from "./rules.ts";
 
 export type BlockReason = "ip" | "cidr" | "country" | "rate_limit";
@@ -77,7 +78,8 @@ export class Firewall {
       const country = this.geoip!.country(key);
       if (country !== null && rules.countries.has(country)) return "country";
     }
-    if (!this.limiter.allow(key)) return "rate_limit";
+    // IPv6 clients are counted per /64 (SPEC §4); IPv4 per address.
+    if (!this.limiter.allow(fam === 6 ? rateLimitKey(6, words, ip) : key)) return "rate_limit";
     return null;
   }
 
@@ -101,7 +103,7 @@ export class Firewall {
     this.limiter.close();
   }
 
-  /** Number of client IPs the rate limiter currently tracks (for metrics/tests). */
+  /** Number of clients (IPv4 addresses, IPv6 /64s) the rate limiter currently tracks (for metrics/tests). */
   trackedIps(): number {
     return this.limiter.size();
   }

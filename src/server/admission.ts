@@ -115,12 +115,13 @@ class ProxyHeaderStage extends Stage {
     if (r.length < len) hello.onData(bytes.subarray(r.length));
   }
 
+  // A client that hangs up mid-header sent a truncated hello, not a malformed header.
   override onEnd(): void {
-    helloFailed(this.conn, "proxy_header", "truncated");
+    helloFailed(this.conn, "truncated", "proxy_header:truncated");
   }
 
   onClose(): void {
-    helloFailed(this.conn, "truncated", "truncated", false);
+    helloFailed(this.conn, "truncated", "proxy_header:truncated", false);
   }
 
   override tick(now: number): void {

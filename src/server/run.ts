@@ -13,11 +13,13 @@ import { log, setLogLevel } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import { formatHostPort } from "../net/addr.ts";
 import { parseMetricsAddr, startMetricsServer } from "../obs/metrics-server.ts";
+import type { ListenerRecord } from "../records.ts";
 import { State } from "../state/state.ts";
 import { Store } from "../store/store.ts";
 import { diffConfig, seedIfEmpty } from "../store/seed.ts";
 import { VERSION } from "../version.ts";
 import { ProxyServer } from "./proxy.ts";
+import { holdSighup, onSighup } from "./sighup.ts";
 
 export interface RunningServer {
   config: Config;
@@ -39,6 +41,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   const seeded = seedIfEmpty(store, config);
   if (!seeded) for (const d of diffConfig(store, config)) log.warn("config.diverged", { detail: d });
   const state = State.load(store);
+  for (const l of state.listeners()) warnIfProxyUntrusted(l.record);
 
   const firewall = new Firewall({
     geoipPath: config.firewall.geoipDb,
@@ -134,6 +137,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
 
 /** The `server` command: start, wire signals, resolve when stopped (exit code 0). */
 export async function runServer(configPath: string): Promise<number> {
+  holdSighup(); // normally already held by the entry point; a SIGHUP while starting must not kill us
   const srv = await startServer(configPath);
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {
@@ -142,7 +146,23 @@ export async function runServer(configPath: string): Promise<number> {
     };
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGHUP", () => srv.reload());
+    // Held since the entry point's first import (src/server/sighup.ts): one that arrived while starting reloads now.
+    if (onSighup(() => srv.reload())) log.info("server.signal", { signal: "SIGHUP", held_during_start: true });
+  });
+}
+
+/**
+ * SPEC §2: a listener that takes PROXY headers from any peer starts, with a
+ * warning naming it: any peer can then choose the client address the
+ * firewall, the rate limit and X-Forwarded-For see. (Listeners come from the
+ * database, so this checks what will be served, not only the TOML; the admin
+ * API cannot change proxy_protocol or its trusted list.)
+ */
+function warnIfProxyUntrusted(l: ListenerRecord): void {
+  if (!l.proxyProtocol || l.proxyProtocolTrusted.length > 0) return;
+  log.warn("listener.proxy_untrusted", {
+    listener: l.addr,
+    detail: "proxy_protocol = true with an empty proxy_protocol_trusted: any peer can choose the client address that the firewall, the rate limit and X-Forwarded-For see; list the sending proxies' addresses",
   });
 }
 

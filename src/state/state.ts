@@ -187,8 +187,12 @@ export class State {
     const c = canonicalRuleValue(type, value);
     const candidates = [...new Set(["value" in c ? c.value : value.trim(), value])];
     const victim = this.rules.find((r) => r.type === type && candidates.includes(r.value));
-    let removed = false;
-    for (const v of candidates) removed = this.store.removeFirewallRule(type, v) || removed;
+    // One transaction: a failure on the second form must not leave the first deleted (memory would then lie).
+    const removed = this.store.transaction(() => {
+      let any = false;
+      for (const v of candidates) any = this.store.removeFirewallRule(type, v) || any;
+      return any;
+    });
     if (!removed && !victim) throw new NotFoundError(`firewall rule ${type} ${value} not found`);
     this.rules = this.rules.filter((r) => !(r.type === type && candidates.includes(r.value)));
     log.info("state.firewall_rule_removed", { type, value });

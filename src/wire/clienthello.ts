@@ -27,6 +27,7 @@
  * server_name extension parses as `ok` with `sni: null`, so the caller can
  * still log the ALPN and versions before closing.
  */
+import { HELLO_BUFFER_INITIAL_BYTES } from "../limits.ts";
 
 /** Why a ClientHello could not be used; the value appears in logs and metrics. */
 export type HelloFailure = "not_tls" | "truncated" | "too_large" | "no_sni" | "malformed" | "timeout";
@@ -60,13 +61,19 @@ const EXT_SERVER_NAME = 0;
 const EXT_ALPN = 16;
 const EXT_SUPPORTED_VERSIONS = 43;
 
-/** Where the record walk stopped; lets ClientHelloReader resume instead of rescanning. */
+/**
+ * Where the record walk stopped; lets ClientHelloReader resume instead of
+ * rescanning. Memory is bounded by bytes, not records: the handshake
+ * fragments are copied into ONE buffer (grown by doubling, never past
+ * maxBytes), so a hello sent as thousands of 1-byte records costs what its
+ * bytes cost, not a JS object per record.
+ */
 interface ScanState {
   /** Offset of the next record header to read. */
   pos: number;
-  /** [start, end) of each handshake fragment (record payload) seen so far. */
-  frags: Array<[number, number]>;
-  /** Sum of fragment lengths. */
+  /** The handshake stream so far: complete records' payloads, back to back, in hs[0, have). */
+  hs: Uint8Array;
+  /** Bytes of the handshake stream in `hs`. */
   have: number;
   /** Handshake body length once the 4-byte handshake header is known, else -1. */
   bodyLen: number;
@@ -77,17 +84,29 @@ type ScanOutcome =
   | { status: "need_more"; needed: number }
   | { status: "error"; reason: HelloFailure };
 
+const NO_BYTES = new Uint8Array(0);
+/** First size of the handshake buffer: a typical hello (~500 B) takes one or two allocations. */
+const HS_MIN_CAPACITY = HELLO_BUFFER_INITIAL_BYTES;
+
 function newScan(): ScanState {
-  return { pos: 0, frags: [], have: 0, bodyLen: -1 };
+  return { pos: 0, hs: NO_BYTES, have: 0, bodyLen: -1 };
 }
 
-/** Byte `i` of the reassembled handshake stream (i < state.have). */
-function hsByte(buf: Uint8Array, s: ScanState, i: number): number {
-  for (const [a, b] of s.frags) {
-    if (i < b - a) return buf[a + i];
-    i -= b - a;
+/** Byte `i` of the handshake stream: from `hs`, else from the record payload in progress at buf[recStart…). */
+function hsByte(buf: Uint8Array, s: ScanState, recStart: number, i: number): number {
+  return i < s.have ? s.hs[i] : buf[recStart + i - s.have];
+}
+
+/** Appends buf[a, b) to the handshake stream; the buffer doubles, capped at `maxBytes` (which bounds the stream). */
+function appendHandshake(s: ScanState, buf: Uint8Array, a: number, b: number, maxBytes: number): void {
+  const need = s.have + (b - a);
+  if (need > s.hs.length) {
+    const next = new Uint8Array(Math.max(need, Math.min(maxBytes, Math.max(HS_MIN_CAPACITY, s.hs.length * 2))));
+    next.set(s.hs.subarray(0, s.have));
+    s.hs = next;
   }
-  return 0; // unreachable when i < have
+  s.hs.set(buf.subarray(a, b), s.have);
+  s.have = need;
 }
 
 /**
@@ -100,14 +119,17 @@ function scanRecords(buf: Uint8Array, maxBytes: number, s: ScanState): ScanOutco
   for (;;) {
     if (s.bodyLen >= 0 && s.have >= 4 + s.bodyLen) return { status: "complete", end: s.pos };
     const first = s.pos === 0;
+    // Another record is needed: if not even its header fits, that is known before any of its
+    // bytes (so the verdict does not depend on how the input was chunked; found by test/fuzz).
+    if (s.pos + RECORD_HEADER > maxBytes) return { status: "error", reason: "too_large" };
     // Record header: type, legacy_record_version (major must be 3), length.
     const avail = buf.length - s.pos;
     if (avail >= 1 && buf[s.pos] !== RECORD_HANDSHAKE) return { status: "error", reason: first ? "not_tls" : "malformed" };
     if (avail >= 2 && buf[s.pos + 1] !== 0x03) return { status: "error", reason: first ? "not_tls" : "malformed" };
     if (avail < RECORD_HEADER) {
-      const needed = s.pos + RECORD_HEADER;
-      if (needed > maxBytes) return { status: "error", reason: "too_large" };
-      return { status: "need_more", needed };
+      // The type and major version bytes are checked one by one as they arrive, so wake the
+      // caller for each of them (found by test/fuzz: a bad type byte was only reported 5 bytes later).
+      return { status: "need_more", needed: avail < 2 ? s.pos + avail + 1 : s.pos + RECORD_HEADER };
     }
     const len = (buf[s.pos + 3] << 8) | buf[s.pos + 4];
     // Zero-length handshake fragments are forbidden (RFC 8446 §5.1).
@@ -116,30 +138,30 @@ function scanRecords(buf: Uint8Array, maxBytes: number, s: ScanState): ScanOutco
     if (end > maxBytes) return { status: "error", reason: "too_large" };
     // Learn the handshake header as soon as its 4 bytes are here, even from a
     // partial record, so a wrong type or an oversized hello fails early.
+    const payload = s.pos + RECORD_HEADER;
     const partial = Math.min(end, buf.length);
-    s.frags.push([s.pos + RECORD_HEADER, partial]);
-    const bad = s.bodyLen < 0 && s.have + partial - (s.pos + RECORD_HEADER) >= 4 ? learnHeader(buf, s, end, len, maxBytes) : null;
-    s.frags.pop();
+    const bad = s.bodyLen < 0 && s.have + partial - payload >= 4 ? learnHeader(buf, s, payload, end, len, maxBytes) : null;
     if (bad) return bad;
     if (end > buf.length) {
       // Wake the caller again when the handshake header becomes readable, else at the record's end.
       const headerAt = s.pos + RECORD_HEADER + Math.max(1, 4 - s.have);
       return { status: "need_more", needed: s.bodyLen < 0 ? Math.min(end, headerAt) : end };
     }
-    s.frags.push([s.pos + RECORD_HEADER, end]);
-    s.have += len;
+    appendHandshake(s, buf, payload, end, maxBytes);
     s.pos = end;
   }
 }
 
 /**
- * Reads the 4-byte handshake header (the last fragment in s.frags may be
- * partial) into s.bodyLen; returns an error when it is not a ClientHello or
- * the hello cannot fit in maxBytes. `recEnd`/`recLen` describe the current record.
+ * Reads the 4-byte handshake header (its last bytes may be in the current,
+ * possibly partial, record whose payload starts at `recStart`) into
+ * s.bodyLen; returns an error when it is not a ClientHello or the hello
+ * cannot fit in maxBytes. `recEnd`/`recLen` describe the current record.
  */
-function learnHeader(buf: Uint8Array, s: ScanState, recEnd: number, recLen: number, maxBytes: number): ScanOutcome | null {
-  if (hsByte(buf, s, 0) !== HANDSHAKE_CLIENT_HELLO) return { status: "error", reason: "malformed" };
-  s.bodyLen = (hsByte(buf, s, 1) << 16) | (hsByte(buf, s, 2) << 8) | hsByte(buf, s, 3);
+function learnHeader(buf: Uint8Array, s: ScanState, recStart: number, recEnd: number, recLen: number, maxBytes: number): ScanOutcome | null {
+  const at = (i: number) => hsByte(buf, s, recStart, i);
+  if (at(0) !== HANDSHAKE_CLIENT_HELLO) return { status: "error", reason: "malformed" };
+  s.bodyLen = (at(1) << 16) | (at(2) << 8) | at(3);
   // Each later record carries at most 2^14 bytes: the cheapest framing needs this many bytes.
   const rest = Math.max(0, 4 + s.bodyLen - (s.have + recLen));
   const minBytes = recEnd + rest + RECORD_HEADER * Math.ceil(rest / MAX_PLAINTEXT);
@@ -147,28 +169,9 @@ function learnHeader(buf: Uint8Array, s: ScanState, recEnd: number, recLen: numb
   return null;
 }
 
-/** Copies the handshake body (after the 4-byte header) out of its fragments. */
-function assembleBody(buf: Uint8Array, s: ScanState): Uint8Array {
-  if (s.frags.length === 1) {
-    const [a] = s.frags[0];
-    return buf.subarray(a + 4, a + 4 + s.bodyLen);
-  }
-  const out = new Uint8Array(s.bodyLen);
-  let skip = 4;
-  let o = 0;
-  for (const [a, b] of s.frags) {
-    let start = a;
-    if (skip > 0) {
-      const d = Math.min(skip, b - a);
-      start += d;
-      skip -= d;
-    }
-    const take = Math.min(b - start, s.bodyLen - o);
-    if (take > 0) out.set(buf.subarray(start, start + take), o);
-    o += Math.max(0, take);
-    if (o >= s.bodyLen) break;
-  }
-  return out;
+/** The handshake body (after the 4-byte header); the scan is complete, so it is all in `hs`. */
+function assembleBody(s: ScanState): Uint8Array {
+  return s.hs.subarray(4, 4 + s.bodyLen);
 }
 
 /** Bounded big-endian reader over one byte range; `ok` turns false on any overrun. */
@@ -303,10 +306,10 @@ function parseBody(body: Uint8Array): Omit<ClientHelloInfo, "status" | "length">
   return { sni, alpn, legacyVersion, supportedVersions };
 }
 
-function finish(buf: Uint8Array, s: ScanState, outcome: ScanOutcome): HelloResult {
+function finish(s: ScanState, outcome: ScanOutcome): HelloResult {
   if (outcome.status === "error") return outcome;
   if (outcome.status === "need_more") return { status: "need_more", needed: outcome.needed };
-  const info = parseBody(assembleBody(buf, s));
+  const info = parseBody(assembleBody(s));
   if (!info) return { status: "error", reason: "malformed" };
   return { status: "ok", ...info, length: outcome.end };
 }
@@ -322,7 +325,7 @@ function finish(buf: Uint8Array, s: ScanState, outcome: ScanOutcome): HelloResul
 export function parseClientHello(buf: Uint8Array, maxBytes: number): HelloResult {
   if (buf.length === 0) return { status: "need_more", needed: 1 };
   const s = newScan();
-  return finish(buf, s, scanRecords(buf, maxBytes, s));
+  return finish(s, scanRecords(buf, maxBytes, s));
 }
 
 /**
@@ -355,7 +358,7 @@ export class ClientHelloReader {
     if (this.last.status !== "need_more") return this.last;
     if (this.len < (this.last.needed ?? 0)) return this.last; // nothing new to look at yet
     const view = this.buf.subarray(0, this.len);
-    this.last = finish(view, this.scan, scanRecords(view, this.maxBytes, this.scan));
+    this.last = finish(this.scan, scanRecords(view, this.maxBytes, this.scan));
     return this.last;
   }
 

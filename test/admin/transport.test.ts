@@ -1,6 +1,6 @@
 /**
  * Admin transport (SPEC §7): the unix socket is created 0600, a stale socket file is replaced,
- * anything else at the path is refused; TCP is TLS 1.3 only, and with client_ca set only
+ * anything else at the path is refused; TCP is TLS 1.3 only and needs client_ca: only
  * clients holding a certificate from that CA get in.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { AdminClient } from "../../src/admin/client.ts";
 import { startAdminServer, type AdminDeps } from "../../src/admin/server.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { cleanupCerts, makeCA, makeClientCert, makeLeaf } from "../fixtures/certs.ts";
 import { captureLogs, expectGrpcError, seedStore } from "./harness.ts";
 
@@ -124,19 +125,31 @@ describe("TCP", () => {
     await expect(startAdminServer({ addr: "127.0.0.1:0", tlsCert: "", tlsKey: "", clientCa: "" }, deps(dir))).rejects.toThrow(/grpc\.tls_cert/);
   });
 
-  test("TLS without client_ca: a client trusting the server CA gets in", async () => {
+  test("TLS without client_ca is refused at start (SPEC §7: never anonymous on a network)", async () => {
     const dir = tmp();
-    const srv = await startAdminServer({ addr: "127.0.0.1:0", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: "" }, deps(dir));
+    const err = await startAdminServer({ addr: "127.0.0.1:0", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: "" }, deps(dir)).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).keyPath).toBe("grpc.client_ca");
+    expect((err as Error).message).toMatch(/requires client_ca/);
+  });
+
+  test("mTLS: a client with a cert from client_ca gets in by IP and by name; a server CA it does not trust fails", async () => {
+    const dir = tmp();
+    const srv = await startAdminServer({ addr: "127.0.0.1:0", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: clientCa.caPath }, deps(dir));
     try {
       expect(srv.port).toBeGreaterThan(0);
-      const c = new AdminClient({ addr: `127.0.0.1:${srv.port}`, caCert: ca.caPath });
+      const me = { tlsCert: good.certPath, tlsKey: good.keyPath };
+      const c = new AdminClient({ addr: `127.0.0.1:${srv.port}`, caCert: ca.caPath, ...me });
       expect((await c.getStatus()).version).toBe("t");
       c.close();
-      const byName = new AdminClient({ addr: `127.0.0.1:${srv.port}`, caCert: ca.caPath, serverName: "admin.test" });
+      const byName = new AdminClient({ addr: `127.0.0.1:${srv.port}`, caCert: ca.caPath, serverName: "admin.test", ...me });
       expect((await byName.listListeners()).length).toBe(2);
       byName.close();
       // Without the CA (system roots) the server is not trusted.
-      const untrusting = new AdminClient({ addr: `127.0.0.1:${srv.port}` }, 5000);
+      const untrusting = new AdminClient({ addr: `127.0.0.1:${srv.port}`, ...me }, 5000);
       await expectGrpcError(untrusting.getStatus(), status.UNAVAILABLE);
       untrusting.close();
     } finally {
@@ -168,11 +181,11 @@ describe("TCP", () => {
 
   test("TLS 1.2 is refused; TLS 1.3 is accepted (openssl s_client)", async () => {
     const dir = tmp();
-    const srv = await startAdminServer({ addr: "127.0.0.1:0", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: "" }, deps(dir));
+    const srv = await startAdminServer({ addr: "127.0.0.1:0", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: clientCa.caPath }, deps(dir));
     try {
       const handshake = async (version: string) => {
         const p = Bun.spawn(
-          ["openssl", "s_client", "-connect", `127.0.0.1:${srv.port}`, version, "-CAfile", ca.caPath, "-servername", "admin.test", "-alpn", "h2"],
+          ["openssl", "s_client", "-connect", `127.0.0.1:${srv.port}`, version, "-CAfile", ca.caPath, "-servername", "admin.test", "-alpn", "h2", "-cert", good.certPath, "-key", good.keyPath],
           { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
         );
         p.stdin.end();

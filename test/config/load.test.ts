@@ -191,6 +191,18 @@ describe("config validation names the key path of each problem", () => {
   test("unreadable geoip_db", () => void rejects(`${R}[firewall]\ngeoip_db = "${join(dir, "none.mmdb")}"\n`, "firewall.geoip_db"));
   test("negative rate_limit", () => void rejects(`${R}[firewall]\nrate_limit = -5\n`, "firewall.rate_limit"));
   test("bad duration", () => void rejects(`${R}[proxy]\nidle_timeout = "5"\n`, "proxy.idle_timeout", /invalid duration/));
+  for (const [table, key] of [
+    ["proxy", "backend_timeout"], ["proxy", "connect_timeout"], ["proxy", "idle_timeout"], ["proxy", "shutdown_timeout"],
+    ["proxy", "hello_timeout"], ["firewall", "rate_window"],
+  ]) {
+    test(`${table}.${key} = "720h" is refused (over 24 h: the timer would fire at once)`, () =>
+      void rejects(`${R}[${table}]\n${key} = "720h"\n`, `${table}.${key}`, /longer than the maximum of 24h/));
+  }
+  test("24h is the longest duration accepted", () => {
+    const { config } = parseConfig(`${R}[proxy]\nbackend_timeout = "24h"\n[firewall]\nrate_window = "1440m"\n`, join(dir, "c.toml"));
+    expect(config.proxy.backendTimeoutMs).toBe(86_400_000);
+    expect(config.firewall.rateWindowMs).toBe(86_400_000);
+  });
   test("zero rate_window", () => void rejects(`${R}[firewall]\nrate_window = "0s"\n`, "firewall.rate_window", /greater than 0/));
   test("hello_max_bytes below 1 KiB", () => void rejects(`${R}[proxy]\nhello_max_bytes = 1023\n`, "proxy.hello_max_bytes", /out of range/));
   test("hello_max_bytes above 1 MiB", () => void rejects(`${R}[proxy]\nhello_max_bytes = 1048577\n`, "proxy.hello_max_bytes", /out of range/));
@@ -205,6 +217,8 @@ describe("config validation names the key path of each problem", () => {
     const { config } = parseConfig(`${R}[grpc]\naddr = "127.0.0.1:9443"\ntls_cert = "${leaf.fullchainPath}"\ntls_key = "${leaf.keyPath}"\nclient_ca = "${leaf.caPath}"\n`, "");
     expect(config.grpc).toEqual({ addr: "127.0.0.1:9443", tlsCert: leaf.fullchainPath, tlsKey: leaf.keyPath, clientCa: leaf.caPath });
   });
+  test("gRPC on TCP with TLS but without client_ca is refused (never anonymous, SPEC §7)", () =>
+    void rejects(`${R}[grpc]\naddr = "127.0.0.1:9443"\ntls_cert = "${leaf.fullchainPath}"\ntls_key = "${leaf.keyPath}"\n`, "grpc.client_ca", /requires client_ca/));
   test("gRPC client_ca on a unix socket is refused (it would silently do nothing)", () =>
     void rejects(`${R}[grpc]\naddr = "/run/mc.sock"\nclient_ca = "${leaf.caPath}"\n`, "grpc.client_ca"));
   test("metrics addr must be host:port", () => void rejects(`${R}[metrics]\naddr = "9091"\n`, "metrics.addr"));

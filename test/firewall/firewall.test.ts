@@ -88,6 +88,16 @@ describe("Firewall.check", () => {
     expect(f.trackedIps()).toBe(1);
   });
 
+  test("IPv6 clients are counted per /64: rotating addresses inside one prefix share its budget", () => {
+    const f = firewall({ rateLimit: 2 });
+    expect(f.check("2001:db8:1:2::1")).toBeNull();
+    expect(f.check("2001:db8:1:2:ffff:ffff:ffff:ffff")).toBeNull();
+    expect(f.check("2001:db8:1:2:1234:5678:9abc:def0")).toBe("rate_limit");
+    expect(f.check("[2001:DB8:1:2::99]")).toBe("rate_limit"); // any text form of the same /64
+    expect(f.check("2001:db8:1:3::1")).toBeNull(); // the neighbouring /64 is another client
+    expect(f.trackedIps()).toBe(2);
+  });
+
   test("check logs nothing (the caller logs the rejection)", () => {
     const f = firewall({ rateLimit: 1 });
     f.setRules([rule("ip", "192.0.2.1"), rule("country", "KP")]);

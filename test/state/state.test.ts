@@ -160,6 +160,26 @@ describe("failed database writes leave memory unchanged and surface StoreError",
     expect(changes).toBe(0);
   });
 
+  test("removeFirewallRule is one transaction: a delete failing part-way leaves database and memory unchanged", () => {
+    // Two stored forms of one rule (a hand-inserted raw one beside the canonical one): both are deleted together.
+    state.addFirewallRule("ip", "192.0.2.7");
+    const other = new Database(path);
+    other.run("INSERT INTO firewall_rules (type, value) VALUES ('ip', '::ffff:192.0.2.7')");
+    other.run("CREATE TRIGGER d BEFORE DELETE ON firewall_rules WHEN old.value = '::ffff:192.0.2.7' BEGIN SELECT RAISE(ABORT, 'forced'); END");
+    other.close();
+    const s = State.load(store);
+    let changes = 0;
+    s.onChange(() => changes++);
+    const rows = () => store.listFirewallRules().map((r) => r.value);
+    expect(rows()).toEqual(["192.0.2.7", "::ffff:192.0.2.7"]);
+    const rules = s.firewallRules();
+    // The canonical row is deleted first, then the raw one fails: everything rolls back.
+    expect(() => s.removeFirewallRule("ip", "::ffff:192.0.2.7")).toThrow(StoreError);
+    expect(rows()).toEqual(["192.0.2.7", "::ffff:192.0.2.7"]);
+    expect(s.firewallRules()).toBe(rules);
+    expect(changes).toBe(0);
+  });
+
   test("a read-only database connection", () => {
     state.addRoute(":443", l4("ro.test", "127.0.0.1:1"));
     const ro = new Store(new Database(path, { readonly: true }));

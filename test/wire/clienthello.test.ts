@@ -181,6 +181,31 @@ describe("segmentation and record framing", () => {
     expect(c.end().status).toBe("ok"); // a finished hello stays finished
   });
 
+  test("memory is bounded by bytes, not records: 200 pending 64 KB hellos of 1-byte records cost < 128 KiB each", () => {
+    // hello_max_bytes of 1-byte records: ~10,800 records, the worst record count a client can send.
+    const wire = frameRecords(handshakeBytes(padHello(openssl, 10_800)), 1);
+    expect(wire.length).toBeLessThanOrEqual(MAX);
+    expect(recordCount(wire)).toBeGreaterThan(10_000);
+    const PER_READER_MAX = 2 * MAX; // the bytes themselves (≤ MAX) + the handshake copy (≤ MAX); was ~660 KiB
+    Bun.gc(true);
+    const before = process.memoryUsage().heapUsed;
+    const readers: ClientHelloReader[] = [];
+    for (let i = 0; i < 200; i++) {
+      const r = new ClientHelloReader(MAX);
+      // Everything but the last record, in TCP-sized chunks: the connection is pending.
+      for (let p = 0; p < wire.length - 6; p += 1460) r.push(wire.subarray(p, Math.min(p + 1460, wire.length - 6)));
+      expect(r.result().status).toBe("need_more");
+      readers.push(r);
+    }
+    Bun.gc(true);
+    const perReader = (process.memoryUsage().heapUsed - before) / readers.length;
+    expect(perReader).toBeLessThan(PER_READER_MAX);
+    // And they still complete correctly.
+    const done = ok(readers[0].push(wire.subarray(wire.length - 6)));
+    expect(done.sni).toBe("a.test");
+    expect(done.length).toBe(wire.length);
+  });
+
   test("a 64 KB hello fed in one-byte pushes stays linear (well under a second of work)", () => {
     const padded = padHello(openssl, 60 * 1024);
     const t0 = performance.now();
