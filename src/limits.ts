@@ -35,6 +35,10 @@ export const H2_MAX_INVALID_FRAMES = 1000;
 export const H2_MAX_OUTSTANDING_PINGS = 10;
 /** SETTINGS frames awaiting our ACK (node's default). */
 export const H2_MAX_SETTINGS = 32;
+/** HTTP/1.1: pipelined request bytes buffered while a response is written before the socket is paused. */
+export const H1_PIPELINE_MAX_BYTES = 64 * 1024;
+/** HTTP/1.1: response bytes the client socket has not taken before the backend is paused (HAProxy's tune.bufsize order). */
+export const H1_RESPONSE_HIGH_WATER_BYTES = 64 * 1024;
 /** After we end a connection (408, drain, close_notify), the socket is destroyed this long later whatever the client does. */
 export const L7_CLOSE_GRACE_MS = 1000;
 /** Bytes buffered above TLS towards one client before response producers pause (BUN-NOTES: Bun's TLS over a Duplex ignores backpressure). */

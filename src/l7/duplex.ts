@@ -50,6 +50,12 @@ export class NativeSocketDuplex extends Duplex {
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
   private drainWaiters: (() => void)[] = [];
+  /**
+   * When set: called when the Duplex is destroyed with an error; bytes it
+   * returns are written last and the socket then ends with FIN, not RST
+   * (which would discard them).
+   */
+  lastWords: ((err: Error) => Uint8Array | null) | null = null;
   private socketPaused = false;
   private socketGone = false;
 
@@ -197,9 +203,19 @@ export class NativeSocketDuplex extends Duplex {
     this.pending = { buf, off: n, cb };
   }
 
-  /** A clean destroy first sends the batch (e.g. a final answer + close_notify written just before). */
+  /**
+   * A destroy first sends the batch: a final answer, or the GOAWAY node:http2
+   * writes just before it destroys its socket for abuse (ENHANCE_YOUR_CALM) —
+   * the client must see why it is cut.
+   */
   override destroy(err?: Error): this {
-    if (!err && !this.destroyed) this.flushBatch();
+    if (!this.destroyed) {
+      this.flushBatch();
+      if (err && this.lastWords) {
+        const w = this.lastWords(err);
+        if (w !== null && !this.socketGone && this.pending === null) this.socket.write(w);
+      }
+    }
     return super.destroy(err);
   }
 
@@ -218,7 +234,7 @@ export class NativeSocketDuplex extends Duplex {
     this.failPending();
     if (!this.socketGone) {
       this.socketGone = true;
-      if (err) this.socket.terminate();
+      if (err && this.lastWords === null) this.socket.terminate();
       else this.socket.end();
     }
     cb(err);

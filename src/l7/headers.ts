@@ -1,14 +1,15 @@
 /**
- * Header rules of the L7 proxy (SPEC §5), pure functions over plain header
- * objects (lower-case names, as node:http and node:http2 deliver them).
- * Forwarding headers are set from the real client address and never trusted
- * from the client; hop-by-hop headers never cross the proxy in either direction.
+ * Header rules of the L7 proxy (SPEC §5), pure functions over flat header
+ * lists — `[name, value, name, value, …]`, names lower-case — the form both
+ * our HTTP/1.1 codec and HPACK produce. Forwarding headers are set from the
+ * real client address and never trusted from the client; hop-by-hop headers
+ * never cross the proxy in either direction.
  */
 
-export type HeaderValue = string | string[] | number | undefined;
-export type HeaderMap = Record<string, HeaderValue>;
+/** A header list: [name, value, …], names lower-case. */
+export type Fields = string[];
 
-/** Connection-specific headers (RFC 9110 §7.6.1; forbidden in HTTP/2). */
+/** Connection-specific headers (RFC 9110 §7.6.1; forbidden in HTTP/2), plus the ones we set ourselves. */
 const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
@@ -18,98 +19,140 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   // Not hop-by-hop by RFC, but the front already handled "100-continue" with the client.
   "expect",
-  // HTTP/2 carries the authority in :authority; we set Host/:authority explicitly.
+  // We set Host / :authority explicitly; Content-Length is re-derived from the body framing.
   "host",
+  "content-length",
   "http2-settings",
 ]);
 
-/** Client-sent forwarding headers: always removed, then set by us. */
-const FORWARDING = new Set(["x-forwarded-for", "x-real-ip", "x-forwarded-proto", "forwarded"]);
+/**
+ * Client-sent headers that claim something about the client or the original
+ * URL: always removed (SPEC §5 rev 3); the first three are then set by us.
+ */
+const FORWARDING = new Set([
+  "x-forwarded-for",
+  "x-real-ip",
+  "x-forwarded-proto",
+  "forwarded",
+  "x-forwarded-host",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-client-ip",
+  "true-client-ip",
+]);
 
-/** Names listed in a Connection header value ("close, X-Foo" → ["close","x-foo"]). */
-function connectionTokens(v: HeaderValue): string[] | null {
-  if (v === undefined) return null;
-  const s = Array.isArray(v) ? v.join(",") : String(v);
-  if (s === "" || s === "close" || s === "keep-alive" || s === "Keep-Alive") return null;
-  return s.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
-}
-
-function firstValue(v: HeaderValue): string | undefined {
-  if (v === undefined) return undefined;
-  return Array.isArray(v) ? v.join(", ") : String(v);
+/** Names listed in Connection values ("close, X-Foo" → ["x-foo"]); null when none matter. */
+function connectionTokens(src: readonly string[]): string[] | null {
+  let out: string[] | null = null;
+  for (let i = 0; i < src.length; i += 2) {
+    if (src[i] !== "connection") continue;
+    for (const t of src[i + 1]!.split(",")) {
+      const n = t.trim().toLowerCase();
+      if (n === "" || n === "close" || n === "keep-alive") continue;
+      (out ??= []).push(n);
+    }
+  }
+  return out;
 }
 
 /**
- * Copies the end-to-end request headers of `src` into a new object for the
- * backend: drops pseudo-headers, hop-by-hop headers (keeping `te: trailers`),
- * every header named in Connection and all client-sent forwarding headers,
- * then sets X-Forwarded-For and X-Real-IP to `clientIp` and
- * X-Forwarded-Proto to https. Host/:authority is the caller's job.
+ * The end-to-end request headers of `src` for the backend: drops
+ * pseudo-headers, hop-by-hop headers (keeping `te: trailers`), every header
+ * named in Connection and all client-sent forwarding headers, then appends
+ * X-Forwarded-For and X-Real-IP = `clientIp` and X-Forwarded-Proto = https.
+ * Host/:authority and body framing are the caller's.
  */
-export function backendRequestHeaders(src: HeaderMap, clientIp: string): HeaderMap {
-  const out: HeaderMap = {};
-  const named = connectionTokens(src["connection"]);
-  for (const name in src) {
+export function backendRequestFields(src: readonly string[], clientIp: string): Fields {
+  const out: Fields = [];
+  const named = connectionTokens(src);
+  let trailers = false;
+  for (let i = 0; i < src.length; i += 2) {
+    const name = src[i]!;
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
-    if (HOP_BY_HOP.has(name) || FORWARDING.has(name)) continue;
+    if (HOP_BY_HOP.has(name)) {
+      if (name === "te" && src[i + 1]!.trim().toLowerCase() === "trailers") trailers = true;
+      continue;
+    }
+    if (FORWARDING.has(name)) continue;
     if (named !== null && named.includes(name)) continue;
-    out[name] = src[name];
+    out.push(name, src[i + 1]!);
   }
-  const te = firstValue(src["te"]);
-  if (te !== undefined && te.trim().toLowerCase() === "trailers") out["te"] = "trailers";
-  out["x-forwarded-for"] = clientIp;
-  out["x-real-ip"] = clientIp;
-  out["x-forwarded-proto"] = "https";
+  if (trailers) out.push("te", "trailers");
+  out.push("x-forwarded-for", clientIp, "x-real-ip", clientIp, "x-forwarded-proto", "https");
   return out;
 }
 
 /**
- * Copies backend response headers (or trailers) for the client, dropping
- * pseudo-headers, hop-by-hop headers and every header named in Connection.
- * The result is valid for both an HTTP/1.1 and an HTTP/2 response.
+ * Backend response headers (or trailers) for the client: drops pseudo-headers,
+ * hop-by-hop headers and every header named in Connection; keeps
+ * Content-Length only when `keepLength` (the body passes through unchanged).
+ * Valid for an HTTP/1.1 and an HTTP/2 response.
  */
-export function clientResponseHeaders(src: HeaderMap): HeaderMap {
-  const out: HeaderMap = {};
-  const named = connectionTokens(src["connection"]);
-  for (const name in src) {
+export function clientResponseFields(src: readonly string[], keepLength: boolean): Fields {
+  const out: Fields = [];
+  const named = connectionTokens(src);
+  for (let i = 0; i < src.length; i += 2) {
+    const name = src[i]!;
     if (name.charCodeAt(0) === 58) continue;
-    if (HOP_BY_HOP.has(name) && name !== "host") continue;
+    if (HOP_BY_HOP.has(name) && !(keepLength && name === "content-length") && name !== "host") continue;
     if (named !== null && named.includes(name)) continue;
-    out[name] = src[name];
+    out.push(name, src[i + 1]!);
   }
   return out;
 }
 
+/** The first value of `name`, or undefined. */
+export function field(src: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < src.length; i += 2) if (src[i] === name) return src[i + 1];
+  return undefined;
+}
+
+/** Every value of `name` joined with ", " (RFC 9110 §5.3), or undefined; for policy checks. */
+export function fieldJoined(src: readonly string[], name: string): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < src.length; i += 2) if (src[i] === name) v = v === undefined ? src[i + 1] : `${v}, ${src[i + 1]}`;
+  return v;
+}
+
 /**
- * The headers of a WebSocket upgrade request towards the backend: the usual
- * forwarding rules plus `Connection: Upgrade` / `Upgrade: websocket`. Returns
- * raw HTTP/1.1 header lines (name: value CRLF each), Host first.
+ * The host part of a request's authority as routes name it: port and one
+ * trailing dot dropped, lower-cased, IPv6 brackets kept. "" when absent.
  */
-export function websocketRequestHead(
-  method: string,
-  url: string,
-  host: string,
-  src: HeaderMap,
-  clientIp: string,
-): string {
-  const h = backendRequestHeaders(src, clientIp);
-  let head = `${method} ${url} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`;
+export function authorityHost(authority: string): string {
+  let h = authority;
+  if (h.startsWith("[")) {
+    const end = h.indexOf("]");
+    h = end < 0 ? h : h.slice(0, end + 1);
+  } else {
+    const colon = h.lastIndexOf(":");
+    if (colon >= 0) h = h.slice(0, colon);
+  }
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h.toLowerCase();
+}
+
+/** node:http2-style header object → flat list (array values become repeated fields). */
+export function fieldsFromObject(h: Record<string, string | string[] | number | undefined>): Fields {
+  const out: Fields = [];
   for (const name in h) {
     const v = h[name];
     if (v === undefined) continue;
-    if (Array.isArray(v)) for (const one of v) head += `${name}: ${one}\r\n`;
-    else head += `${name}: ${v}\r\n`;
+    if (Array.isArray(v)) for (const one of v) out.push(name, one);
+    else out.push(name, String(v));
   }
-  return head + "\r\n";
+  return out;
 }
 
-/** True when a request's Upgrade header asks for WebSocket. */
-export function isWebSocketUpgrade(src: HeaderMap): boolean {
-  const u = firstValue(src["upgrade"]);
-  return u !== undefined && u.toLowerCase() === "websocket";
-}
-
-/** Header value as one string (arrays joined with ", "), for policy checks. */
-export function headerString(src: HeaderMap, lowerName: string): string | undefined {
-  return firstValue(src[lowerName]);
+/** Flat list → node:http2-style object (repeated names become arrays, set-cookie always an array). */
+export function fieldsToObject(f: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < f.length; i += 2) {
+    const name = f[i]!;
+    const v = f[i + 1]!;
+    const prev = out[name];
+    if (prev === undefined) out[name] = name === "set-cookie" ? [v] : v;
+    else if (Array.isArray(prev)) prev.push(v);
+    else out[name] = [prev, v];
+  }
+  return out;
 }

@@ -1,111 +1,376 @@
 /**
- * WebSocket over HTTP/1.1 Upgrade. After policies, we open a fresh backend
- * connection (TLS and PROXY header as the route says — always HTTP/1.1,
- * whatever backend_protocol is, since the Upgrade handshake is HTTP/1.1),
- * send the request head with forwarding headers, and from then on relay raw
- * bytes both ways, including the backend's own 101 (or error) response.
+ * WebSocket over HTTP/1.1 Upgrade (SPEC §5). After the host check and the
+ * policies we dial a fresh backend connection (TLS and PROXY header as the
+ * route says — always HTTP/1.1, whatever backend_protocol is), send the
+ * upgrade request with the forwarding headers, and read the backend's answer:
+ * - `101` with `Upgrade: websocket`: the answer is passed on and the
+ *   connection becomes a byte tunnel (the L4 relay, src/l4/relay.ts);
+ * - anything else is relayed as a normal response and the connection then
+ *   closes: a refused upgrade never becomes a tunnel past the policies.
  */
-import type http from "node:http";
-import type { Duplex } from "node:stream";
-import { log } from "../obs/log.ts";
+import type { Socket } from "bun";
+import { Relay } from "../l4/relay.ts";
+import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
-import { connectBackend } from "./backend/connect.ts";
-import { targetFor } from "./backend/target.ts";
-import type { L7Conn } from "./context.ts";
-import { headerString, isWebSocketUpgrade, websocketRequestHead, type HeaderMap } from "./headers.ts";
-import { BODY_403, BODY_502, BODY_504 } from "./proxy.ts";
-import { evaluatePolicies } from "./policy.ts";
 import { encodeProxyV2 } from "../wire/proxyproto.ts";
+import { targetFor, type BackendTarget } from "./backend/target.ts";
+import type { L7Conn, ProtocolFront } from "./conn.ts";
+import { BODY_403, BODY_421, BODY_502, BODY_502_ERR, BODY_504 } from "./exchange.ts";
+import { ChunkedDecoder, LengthDecoder, parseResponseHead, serializeRequestHead, serializeResponseHead, type H1BodyDecoder, type RequestHead } from "./h1/codec.ts";
+import { dialTcp, startTls, type DialClient } from "./h1/dial.ts";
+import { reasonPhrase } from "./h1/front.ts";
+import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined } from "./headers.ts";
+import { evaluatePolicies } from "./policy.ts";
 
-function rawAnswer(sock: Duplex, status: string, text: string): void {
-  sock.end(
-    `HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-  );
+type BackSock = Socket<WsTunnel>;
+
+const backHandlers = {
+  open() {},
+  handshake(s: BackSock, ok: boolean, err: Error | null) {
+    s.data.backendHandshake(ok, err);
+  },
+  data(s: BackSock, chunk: Uint8Array) {
+    s.data.backendData(chunk);
+  },
+  end(s: BackSock) {
+    s.data.backendEnd();
+  },
+  drain(s: BackSock) {
+    s.data.backendDrain();
+  },
+  close(s: BackSock, err?: Error) {
+    s.data.backendClosed(err);
+  },
+  error(s: BackSock, err: Error) {
+    s.data.backendClosed(err);
+  },
+};
+
+/** Takes over `conn` for the WebSocket upgrade request `h`; `rest` = client bytes after its head. */
+export function startWebSocket(conn: L7Conn, h: RequestHead, rest: Uint8Array): void {
+  const t = new WsTunnel(conn, h, rest);
+  conn.replaceFront(t);
+  t.start();
 }
 
-/** node:http 'upgrade' handler body: relays one WebSocket connection, or answers 400/403/502/504. */
-export function handleUpgrade(conn: L7Conn, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
-  conn.requests++;
-  const h = req.headers as HeaderMap;
-  const record = conn.ctx.route().record;
-  if (!isWebSocketUpgrade(h)) return rawAnswer(client, "400 Bad Request", "400 Bad Request: only WebSocket upgrades are proxied\n");
-  if (record.l7Policies.length > 0) {
-    const v = evaluatePolicies(record.l7Policies, (n) => headerString(h, n));
-    if (v.blocked) {
-      log.info("l7.policy_block", { listener: conn.ctx.listenerAddr, route: record.hostname, client: conn.ctx.client.address, policy: v.policy.type, value: v.policy.value });
-      return rawAnswer(client, "403 Forbidden", BODY_403);
+const enum Phase {
+  Dialing,
+  AwaitHead,
+  /** A refused upgrade: relaying the answer's body, then closing. */
+  Refused,
+  Tunnel,
+  Done,
+}
+
+class WsTunnel implements ProtocolFront, DialClient {
+  private phase = Phase.Dialing;
+  private back: BackSock | null = null;
+  private dial: { destroy(): void } | null = null;
+  private relay: Relay | null = null;
+  /** Client bytes that arrived before the tunnel (the client is paused meanwhile). */
+  private early: Uint8Array[] = [];
+  private clientEnded = false;
+  private headBuf: Uint8Array = new Uint8Array(0);
+  private decoder: H1BodyDecoder | null = null;
+  private status = 0;
+  private readonly t0 = performance.now();
+  private readonly deadline: number;
+  private lastActivity: number;
+  private logged = false;
+  private target: BackendTarget | null = null;
+  /** Bytes for the client the TLS socket has not taken yet (before the tunnel; the relay has its own). */
+  private pending: Uint8Array | null = null;
+  private closeWhenFlushed = false;
+
+  constructor(
+    private readonly conn: L7Conn,
+    private readonly h: RequestHead,
+    rest: Uint8Array,
+  ) {
+    if (rest.byteLength) this.early.push(rest);
+    this.deadline = Date.now() + conn.ctx.proxy.connectTimeoutMs + conn.ctx.proxy.backendTimeoutMs;
+    this.lastActivity = conn.ctx.now();
+  }
+
+  start(): void {
+    const conn = this.conn;
+    const ctx = conn.ctx;
+    conn.requests++;
+    const record = ctx.route().record;
+    const host = this.h.host === "" ? ctx.sni : authorityHost(this.h.host);
+    if (host !== ctx.sni) return this.answer(421, BODY_421);
+    if (record.l7Policies.length > 0) {
+      const v = evaluatePolicies(record.l7Policies, (n) => fieldJoined(this.h.headers, n));
+      if (v.blocked) {
+        log.info("l7.policy_block", { listener: ctx.listenerAddr, route: record.hostname, client: ctx.client.address, policy: v.policy.type, value: v.policy.value });
+        return this.answer(403, BODY_403);
+      }
+    }
+    try {
+      this.target = targetFor(record);
+    } catch (e) {
+      log.error("l7.route_error", { listener: ctx.listenerAddr, route: record.hostname, reason: (e as Error).message });
+      return this.answer(502, BODY_502_ERR);
+    }
+    conn.tls.pause();
+    this.dial = dialTcp(this.target.host, this.target.port, backHandlers, this);
+  }
+
+  // ------------------------------------------------ backend
+
+  onTcpConnected(s: Socket<this>): void {
+    this.dial = null;
+    if (this.phase === Phase.Done) return s.terminate();
+    const rec = this.conn.ctx.route().record;
+    let sock = s as BackSock;
+    if (rec.sendProxyProtocol) {
+      const c = this.conn.ctx;
+      sock.write(encodeProxyV2({ source: c.client, destination: c.local, authority: c.sni }));
+    }
+    this.back = sock;
+    if (this.target!.tls) {
+      sock = startTls(sock, this.target!.tls, backHandlers, this);
+      this.back = sock;
+      return; // the request goes out once the handshake is done
+    }
+    this.sendRequest();
+  }
+
+  onTcpError(code: string, message: string): void {
+    this.dial = null;
+    this.backendFailed(`${code} ${message}`, true);
+  }
+
+  backendHandshake(ok: boolean, err: Error | null): void {
+    if (this.phase !== Phase.Dialing) return;
+    if (!ok && this.target?.tls?.rejectUnauthorized) return this.backendFailed(`TLS: ${err?.message ?? "handshake failed"}`, true);
+    this.sendRequest();
+  }
+
+  private sendRequest(): void {
+    const ctx = this.conn.ctx;
+    const authority = this.h.host === "" ? this.target!.defaultAuthority : this.h.host;
+    const fields = ["host", authority, "connection", "upgrade", "upgrade", "websocket", ...backendRequestFields(this.h.headers, ctx.client.address)];
+    const head = serializeRequestHead(this.h.method, this.h.target, fields);
+    if (!(head instanceof Uint8Array)) return this.backendFailed(`request head: ${head.reason}`, false);
+    this.phase = Phase.AwaitHead;
+    this.back!.write(head);
+  }
+
+  backendData(chunk: Uint8Array): void {
+    this.lastActivity = this.conn.ctx.now();
+    if (this.phase === Phase.Tunnel) return this.relay!.fromBackend(chunk);
+    if (this.phase === Phase.Refused) return this.refusedBody(chunk, 0);
+    if (this.phase !== Phase.AwaitHead) return;
+    const buf = concat(this.headBuf, chunk);
+    const r = parseResponseHead(buf, 0, buf.byteLength, "GET");
+    if (r.kind === "more") {
+      this.headBuf = buf;
+      return;
+    }
+    this.headBuf = new Uint8Array(0);
+    if (r.kind === "error") return this.backendFailed(`response head: ${r.reason}`, false);
+    if (r.status >= 100 && r.status < 200 && r.status !== 101) {
+      // An interim answer: wait for the final one.
+      return this.backendData(buf.subarray(r.length));
+    }
+    this.status = r.status;
+    const accepted = r.status === 101 && r.upgrade.toLowerCase().includes("websocket");
+    if (accepted) {
+      // Passed on as the backend sent it (its Connection/Upgrade fields are the handshake).
+      this.toClient(buf.subarray(0, r.length));
+      this.openTunnel(buf.subarray(r.length));
+      return;
+    }
+    // Refused: a normal response, then the connection closes.
+    const f = clientResponseFields(r.headers, r.contentLength >= 0);
+    if (r.framing === "chunked") f.push("transfer-encoding", "chunked");
+    f.push("connection", "close");
+    const head = serializeResponseHead(r.status, reasonPhrase(r.status) || r.reason, f);
+    if (!(head instanceof Uint8Array)) return this.backendFailed(`response head: ${head.reason}`, false);
+    this.toClient(head);
+    this.phase = Phase.Refused;
+    this.decoder = r.framing === "length" ? new LengthDecoder(r.contentLength) : r.framing === "chunked" ? new ChunkedDecoder(undefined, 502) : null;
+    if (r.framing === "none") return this.finishRefused();
+    this.refusedBody(buf, r.length);
+  }
+
+  /** The refused answer's body, forwarded as framed (chunked stays chunked) until it ends. */
+  private refusedBody(buf: Uint8Array, from: number): void {
+    const d = this.decoder;
+    if (d === null) {
+      // Delimited by the backend's close.
+      if (from < buf.byteLength) this.toClient(buf.subarray(from));
+      return;
+    }
+    const n = d.push(buf, from, buf.byteLength, () => {});
+    if (typeof n !== "number") return this.backendFailed(`response body: ${n.reason}`, false);
+    this.toClient(buf.subarray(from, from + n));
+    if (d.done) this.finishRefused();
+  }
+
+  private finishRefused(): void {
+    this.phase = Phase.Done;
+    this.back?.terminate();
+    this.logDone();
+    this.closeGently();
+  }
+
+  /** Writes to the client; what the socket does not take waits for its drain, and the backend pauses meanwhile. */
+  private toClient(b: Uint8Array): void {
+    if (this.pending !== null) {
+      this.pending = concat(this.pending, b);
+      return;
+    }
+    const n = this.conn.write(b);
+    if (n >= 0 && n < b.byteLength) {
+      this.pending = b.slice(n);
+      this.back?.pause();
     }
   }
-  const t = targetFor(record);
-  const ctx = conn.ctx;
-  const proxyHeader = record.sendProxyProtocol
-    ? encodeProxyV2({ source: ctx.client, destination: ctx.local, authority: ctx.sni })
-    : null;
-  const back = connectBackend(t, { proxyHeader, alpn: ["http/1.1"], timeoutMs: ctx.proxy.connectTimeoutMs });
-  const t0 = performance.now();
-  let answered = false;
-  const timer = setTimeout(() => {
-    if (answered) return;
-    answered = true;
-    back.destroy();
-    rawAnswer(client, "504 Gateway Timeout", BODY_504);
-  }, ctx.proxy.backendTimeoutMs);
-  back.on("error", (e) => {
-    clearTimeout(timer);
-    if (!answered) {
-      answered = true;
-      log.warn("l7.backend_error", { listener: ctx.listenerAddr, route: record.hostname, backend: record.backend, status: 502, reason: e.message });
-      metrics.listener(ctx.listenerAddr).backendConnectFailure("l7");
-      metrics.route(record.hostname).request(502, (performance.now() - t0) / 1000);
-      rawAnswer(client, "502 Bad Gateway", BODY_502);
-    } else client.destroy();
-  });
-  back.write(websocketRequestHead(req.method ?? "GET", req.url ?? "/", h["host"] ? String(h["host"]) : t.defaultAuthority, h, ctx.client.address));
-  if (head.length > 0) back.write(head);
-  let bytesOut = 0;
-  let bytesIn = 0;
-  back.on("data", (d: Buffer) => {
-    if (!answered) {
-      answered = true;
-      clearTimeout(timer);
+
+  private closeGently(): void {
+    if (this.pending !== null) this.closeWhenFlushed = true;
+    else this.conn.closeGently();
+  }
+
+  private openTunnel(leftover: Uint8Array): void {
+    this.phase = Phase.Tunnel;
+    const conn = this.conn;
+    const relay = (this.relay = new Relay(conn.tls, this.back!, () => {
+      conn.bytesOut += relay.backendToClient;
+      this.logDone();
+    }));
+    if (leftover.byteLength) relay.fromBackend(leftover);
+    for (const c of this.early) relay.fromClient(c);
+    this.early = [];
+    if (this.clientEnded) relay.clientEnd();
+    if (relay.up.idle) conn.tls.resume();
+  }
+
+  backendEnd(): void {
+    if (this.phase === Phase.Tunnel) return this.relay!.backendEnd();
+    if (this.phase === Phase.Refused && this.decoder === null) return this.finishRefused();
+  }
+
+  backendDrain(): void {
+    if (this.phase === Phase.Tunnel) this.relay!.backendDrain();
+  }
+
+  backendClosed(err?: Error): void {
+    if (this.phase === Phase.Tunnel) return this.relay!.backendClosed(err);
+    if (this.phase === Phase.Refused && this.decoder === null) return this.finishRefused();
+    if (this.phase === Phase.Dialing || this.phase === Phase.AwaitHead) this.backendFailed(err ? `${(err as { code?: string }).code ?? ""} ${err.message}`.trim() : "backend closed", this.phase === Phase.Dialing);
+    else if (this.phase === Phase.Refused) this.conn.abort();
+  }
+
+  private backendFailed(reason: string, connect: boolean): void {
+    if (this.phase === Phase.Done || this.phase === Phase.Tunnel) return;
+    const ctx = this.conn.ctx;
+    const rec = ctx.route().record;
+    log.warn("l7.backend_error", { listener: ctx.listenerAddr, route: rec.hostname, backend: rec.backend, status: 502, reason });
+    if (connect) metrics.listener(ctx.listenerAddr).backendConnectFailure("l7");
+    this.back?.terminate();
+    this.answer(502, connect ? BODY_502 : BODY_502_ERR);
+  }
+
+  /** A short text answer, then close (no tunnel). */
+  private answer(status: number, text: string): void {
+    this.phase = Phase.Done;
+    this.status = status;
+    this.dial?.destroy();
+    const head = serializeResponseHead(status, reasonPhrase(status), [
+      "content-type", "text/plain; charset=utf-8", "content-length", String(Buffer.byteLength(text)), "connection", "close",
+    ]) as Uint8Array;
+    this.toClient(concat(head, Buffer.from(text)));
+    this.logDone();
+    this.closeGently();
+  }
+
+  // ------------------------------------------------ client (the TLS socket)
+
+  onData(chunk: Uint8Array): void {
+    this.lastActivity = this.conn.ctx.now();
+    if (this.phase === Phase.Tunnel) return this.relay!.fromClient(chunk);
+    if (this.phase === Phase.Dialing || this.phase === Phase.AwaitHead) {
+      this.early.push(chunk.slice());
+      this.conn.tls.pause();
     }
-    bytesOut += d.length;
-    // Bun's TLS layer hides the client socket's backpressure: check the duplex below it too.
-    if (!client.write(d)) back.pause();
-    else if (conn.duplex.overloaded()) {
-      back.pause();
-      conn.duplex.whenDrained(resumeBack);
+  }
+
+  onEnd(): void {
+    if (this.phase === Phase.Tunnel) return this.relay!.clientEnd();
+    this.clientEnded = true;
+  }
+
+  onDrain(): void {
+    if (this.phase === Phase.Tunnel) return this.relay!.clientDrain();
+    const p = this.pending;
+    if (p === null) return;
+    const n = this.conn.write(p);
+    if (n < 0) return;
+    if (n < p.byteLength) {
+      this.pending = p.subarray(n);
+      return;
     }
-  });
-  const resumeBack = () => back.resume();
-  client.on("drain", () => conn.duplex.whenDrained(resumeBack));
-  back.on("end", () => client.end());
-  client.on("data", (d: Buffer) => {
-    bytesIn += d.length;
-    if (!back.write(d)) client.pause();
-  });
-  back.on("drain", () => client.resume());
-  client.on("end", () => back.end());
-  client.on("error", () => back.destroy());
-  client.on("close", () => {
-    back.destroy();
-    clearTimeout(timer);
-    metrics.route(record.hostname).request(101, (performance.now() - t0) / 1000);
+    this.pending = null;
+    if (this.closeWhenFlushed) return this.conn.closeGently();
+    this.back?.resume();
+  }
+
+  onClose(): void {
+    if (this.phase === Phase.Tunnel) return this.relay!.clientClosed();
+    this.phase = Phase.Done;
+    this.dial?.destroy();
+    this.back?.terminate();
+    this.logDone();
+  }
+
+  tick(now: number): void {
+    const p = this.conn.ctx.proxy;
+    if (this.phase === Phase.Dialing || this.phase === Phase.AwaitHead) {
+      if (Date.now() >= this.deadline) {
+        this.back?.terminate();
+        this.back = null;
+        this.answer(504, BODY_504);
+      }
+      return;
+    }
+    if (this.phase === Phase.Tunnel && now - this.lastActivity >= p.idleTimeoutMs) this.relay!.abort("idle_timeout");
+  }
+
+  /** A WebSocket runs until the shutdown deadline. */
+  beginDrain(): void {}
+
+  private logDone(): void {
+    if (this.logged) return;
+    this.logged = true;
+    const ctx = this.conn.ctx;
+    const rec = ctx.route().record;
+    metrics.route(rec.hostname).request(this.status, (performance.now() - this.t0) / 1000);
+    if (!logLevelEnabled("info")) return;
+    const q = this.h.target.indexOf("?");
     log.info("l7.request", {
       listener: ctx.listenerAddr,
-      route: record.hostname,
+      route: rec.hostname,
       client: ctx.client.address,
-      method: req.method,
-      path: req.url,
-      status: 101,
-      bytes_in: bytesIn,
-      bytes_out: bytesOut,
-      duration_ms: Math.round(performance.now() - t0),
-      backend: record.backend,
+      method: this.h.method,
+      path: q < 0 ? this.h.target : this.h.target.slice(0, q),
+      status: this.status,
+      bytes_in: this.relay?.clientToBackend ?? 0,
+      bytes_out: this.relay?.backendToClient ?? 0,
+      duration_ms: Math.round(performance.now() - this.t0),
+      backend: rec.backend,
       protocol: "websocket",
     });
-  });
-  back.on("close", () => {
-    if (answered) client.end();
-  });
+  }
 }
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.byteLength === 0) return b.slice();
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
+

@@ -25,6 +25,7 @@ export const CLOSE_OUTCOMES = [
   "backend_connect_failed",
   "tls_failed", // L7 handshake failed
   "idle_timeout",
+  "header_timeout", // L7 HTTP/1.1: request head not complete within hello_timeout (408)
   "error", // socket error on either side mid-stream
   "shutdown", // cut at shutdown_timeout
   "other",

@@ -85,6 +85,7 @@ class ProxyHeaderStage extends Stage {
   }
 
   onData(chunk: Uint8Array): void {
+    if (this.conn.firstByteAt === 0) this.conn.firstByteAt = Date.now();
     // Grow by doubling: a header dribbled one byte at a time must not cost
     // a copy of everything so far per byte.
     const len = this.len + chunk.length;

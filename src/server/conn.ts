@@ -90,6 +90,8 @@ export class Conn {
   bytesDown = 0;
   /** Graceful shutdown has begun (a connection routed later starts draining at once). */
   draining = false;
+  /** When the first byte arrived (Date.now(); 0 = none yet): the L7 handshake deadline counts from it. */
+  firstByteAt = 0;
   /** Holds a `max_connections` slot (released in finish). */
   admitted = false;
   private finished = false;

@@ -52,12 +52,16 @@ export class DialStage extends Stage implements BackendPeer {
 
   constructor(
     conn: Conn,
-    entry: RouteEntry,
+    private readonly entry: RouteEntry,
     private readonly peeked: Peeked,
   ) {
     super(conn);
     this.deadline = Date.now() + conn.lc.proxy.connectTimeoutMs;
-    const rec = entry.record;
+  }
+
+  /** Starts the connect. */
+  start(): void {
+    const rec = this.entry.record;
     const target = targetOf(rec);
     if (!target) {
       this.failed(`bad backend address: ${rec.backend}`);

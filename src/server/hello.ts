@@ -36,6 +36,7 @@ export class HelloStage extends Stage {
   }
 
   onData(chunk: Uint8Array): void {
+    if (this.conn.firstByteAt === 0) this.conn.firstByteAt = Date.now();
     const r = this.reader.push(chunk);
     if (r.status === "need_more") return;
     const conn = this.conn;
@@ -46,7 +47,10 @@ export class HelloStage extends Stage {
     if (!entry) return helloFailed(conn, "unknown_sni", "no_route");
     conn.route = entry;
     const peeked = new Peeked(this.reader.bytes());
-    conn.enter(entry.record.mode === "l7" ? new L7Stage(conn, entry, peeked) : new DialStage(conn, entry, peeked));
+    // Hand over first, then start: the next stage's first events may fire synchronously.
+    const next = entry.record.mode === "l7" ? new L7Stage(conn, entry, peeked) : new DialStage(conn, entry, peeked);
+    conn.enter(next);
+    next.start();
   }
 
   override onEnd(): void {

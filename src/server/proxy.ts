@@ -66,9 +66,10 @@ export class ProxyServer {
   private clock = Date.now();
   private sweeper: ReturnType<typeof setInterval>;
   private drainWaiter: (() => void) | null = null;
-  private readonly l7 = new L7Runtime();
+  private readonly l7: L7Runtime;
 
   private constructor(private readonly deps: ProxyServerDeps) {
+    this.l7 = new L7Runtime(deps.proxy);
     // One coarse clock + sweep for every deadline: no timer per connection.
     const shortest = Math.min(deps.proxy.helloTimeoutMs, deps.proxy.connectTimeoutMs);
     const every = Math.max(SWEEP_MIN_MS, Math.min(SWEEP_MAX_MS, Math.floor(shortest / 10)));

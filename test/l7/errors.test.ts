@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import tls from "node:tls";
 import { setLogSink } from "../../src/obs/log.ts";
-import { closeSharedBackends } from "../../src/l7/proxy.ts";
 import { cleanupCerts } from "../fixtures/certs.ts";
 import { startH1Backend, startH2cBackend, type Backend } from "./backends.ts";
 import { curl, routeRecord, startHarness, testPki, waitFor, type L7Harness } from "./harness.ts";
@@ -43,7 +42,6 @@ beforeAll(async () => {
 afterAll(async () => {
   if (prevSink) setLogSink(prevSink);
   for (const p of proxies) p.stop();
-  closeSharedBackends();
   await Promise.all([h2c?.stop(), h1?.stop()]);
   cleanupCerts();
 });

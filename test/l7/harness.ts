@@ -1,16 +1,14 @@
 /**
  * A tiny stand-in for the real pipeline: Bun.listen on 127.0.0.1:0, and for
- * every connection a NativeSocketDuplex handed to serveL7 with a fixed (but
- * replaceable) RouteEntry. Plus helpers shared by the L7 tests: route records,
+ * every connection the L7 runtime with a fixed (but replaceable) RouteEntry. Plus helpers shared by the L7 tests: route records,
  * certificates, curl.
  */
 import type { Socket } from "bun";
 import fs from "node:fs";
 import type { ProxyConfig } from "../../src/config/types.ts";
 import { loadCertPair, type CertPair } from "../../src/tls/certs.ts";
-import type { ConnSummary, L7Conn, RouteEntry } from "../../src/l7/context.ts";
-import { NativeSocketDuplex } from "../../src/l7/duplex.ts";
-import { serveL7 } from "../../src/l7/handler.ts";
+import type { ConnSummary, L7Conn, RouteEntry } from "../../src/l7/conn.ts";
+import { L7Runtime } from "../../src/l7/runtime.ts";
 import type { RouteRecord } from "../../src/records.ts";
 import { makeCA, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
 
@@ -67,21 +65,29 @@ export interface L7Harness {
   setRoute(record: RouteRecord, cert?: CertPair | null): void;
   /** Summaries passed to ctx.onClose, in order. */
   closes: ConnSummary[];
+  /** The runtime (its backend pools are closed by stop()). */
+  runtime: L7Runtime;
   stop(): void;
 }
 
-type Data = { duplex: NativeSocketDuplex };
+type Data = { conn: L7Conn | null; started: boolean };
 
-/** Starts the harness listener with `record` as the route for every connection. */
+/**
+ * Starts the harness listener with `record` as the route for every
+ * connection: the first chunk a client sends (its ClientHello) is handed to
+ * the L7 runtime as the peeked bytes, as the real pipeline does.
+ */
 export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null; proxy?: Partial<ProxyConfig>; clientAddress?: string } = {}): L7Harness {
   let entry: RouteEntry = { record, cert: opts.cert === undefined ? testPki().pair : opts.cert };
   const proxy = { ...PROXY_DEFAULTS, ...opts.proxy };
+  const runtime = new L7Runtime(proxy);
   const closes: ConnSummary[] = [];
   // The real server's sweeper calls L7Conn.tick; so does the harness.
   const live = new Set<L7Conn>();
+  let clock = Date.now();
   const sweeper = setInterval(() => {
-    const now = Date.now();
-    for (const c of live) c.tick(now);
+    clock = Date.now();
+    for (const c of live) c.tick(clock);
   }, 50);
   const server = Bun.listen<Data>({
     hostname: "127.0.0.1",
@@ -89,39 +95,37 @@ export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null
     allowHalfOpen: true,
     socket: {
       open(s: Socket<Data>) {
-        const duplex = new NativeSocketDuplex(s, new Uint8Array());
-        s.data = { duplex };
-        let closed = false;
-        let conn: L7Conn | null = null;
-        conn = serveL7(duplex, {
-          route: () => entry,
-          sni: HOST,
-          client: { address: opts.clientAddress ?? s.remoteAddress, port: 40000 },
-          local: { address: "127.0.0.1", port: server.port },
-          listenerAddr: "127.0.0.1:0",
-          proxy,
-          onClose: (sum) => {
-            closes.push(sum);
-            closed = true;
-            if (conn) live.delete(conn);
-          },
-        });
-        if (!closed) live.add(conn);
-      },
-      data(s, chunk) {
-        s.data.duplex.feed(chunk);
+        s.data = { conn: null, started: false };
       },
       end(s) {
-        s.data.duplex.feedEnd();
+        s.data.conn?.rawEnd();
       },
-      drain(s) {
-        s.data.duplex.drained();
-      },
-      close(s, err) {
-        s.data?.duplex.socketClosed(err);
-      },
-      error(s, err) {
-        s.data?.duplex.socketClosed(err);
+      data(s, chunk) {
+        if (s.data.started) return; // ciphertext after the upgrade: the TLS layer reads it
+        s.data.started = true;
+        let closed = false;
+        const conn = runtime.serve(
+          s as unknown as Socket<unknown>,
+          chunk.slice(),
+          {
+            route: () => entry,
+            sni: HOST,
+            client: { address: opts.clientAddress ?? s.remoteAddress, port: 40000 },
+            local: { address: "127.0.0.1", port: server.port },
+            listenerAddr: "127.0.0.1:0",
+            proxy,
+            firstByteAt: Date.now(),
+            now: () => clock,
+            onClose: (sum) => {
+              closes.push(sum);
+              closed = true;
+              if (s.data.conn) live.delete(s.data.conn);
+            },
+          },
+          entry,
+        );
+        s.data.conn = conn;
+        if (conn && !closed) live.add(conn);
       },
     },
   });
@@ -131,9 +135,11 @@ export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null
       entry = { record: r, cert: cert === undefined ? entry.cert : cert };
     },
     closes,
+    runtime,
     stop: () => {
       clearInterval(sweeper);
       server.stop(true);
+      runtime.close();
     },
   };
 }

@@ -3,7 +3,6 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { closeSharedBackends } from "../../src/l7/proxy.ts";
 import { cleanupCerts } from "../fixtures/certs.ts";
 import { patternSha256, startH1Backend, startH2cBackend, startTlsH1Backend, startTlsH2Backend, type Backend } from "./backends.ts";
 import { curl, routeRecord, startHarness, testPki, type L7Harness } from "./harness.ts";
@@ -27,7 +26,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of proxies) p.stop();
-  closeSharedBackends();
   await Promise.all([h2c, h1, tlsH1, tlsH2].map((b) => b?.stop()));
   fs.rmSync(tmp, { recursive: true, force: true });
   cleanupCerts();

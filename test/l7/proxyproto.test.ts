@@ -8,7 +8,6 @@ import http2 from "node:http2";
 import https from "node:https";
 import net from "node:net";
 import type { BackendProtocol } from "../../src/config/types.ts";
-import { closeSharedBackends } from "../../src/l7/proxy.ts";
 import { parseProxyHeader, type ProxyHeader } from "../../src/wire/proxyproto.ts";
 import { cleanupCerts } from "../fixtures/certs.ts";
 import { curl, routeRecord, startHarness, testPki, type L7Harness } from "./harness.ts";
@@ -93,7 +92,6 @@ beforeAll(() => testPki());
 afterAll(() => {
   for (const p of proxies) p.stop();
   for (const b of backends) b.close();
-  closeSharedBackends();
   cleanupCerts();
 });
 

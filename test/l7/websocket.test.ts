@@ -3,7 +3,6 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
-import { closeSharedBackends } from "../../src/l7/proxy.ts";
 import { cleanupCerts } from "../fixtures/certs.ts";
 import { routeRecord, startHarness, testPki, type L7Harness } from "./harness.ts";
 
@@ -31,14 +30,14 @@ beforeAll(() => {
 
 afterAll(() => {
   for (const p of proxies) p.stop();
-  closeSharedBackends();
   backend?.stop(true);
   cleanupCerts();
 });
 
 function open(port: number, headers: Record<string, string> = {}): Promise<WebSocket> {
-  // Bun's WebSocket accepts tls options; the harness serves a.test whatever the SNI.
-  const ws = new WebSocket(`wss://127.0.0.1:${port}/chat`, { headers, tls: { rejectUnauthorized: false } } as unknown as string[]);
+  // Bun's WebSocket accepts tls options; the harness serves a.test whatever the SNI, and the
+  // Host must name it (421 otherwise, SPEC §5).
+  const ws = new WebSocket(`wss://127.0.0.1:${port}/chat`, { headers: { host: "a.test", ...headers }, tls: { rejectUnauthorized: false } } as unknown as string[]);
   ws.binaryType = "arraybuffer";
   return new Promise((resolve, reject) => {
     ws.onopen = () => resolve(ws);

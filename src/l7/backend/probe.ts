@@ -19,68 +19,73 @@ const PREFACE = Buffer.concat([
   Buffer.from([0, 0, 0, 0x04, 0, 0, 0, 0, 0]), // empty SETTINGS frame on stream 0
 ]);
 
-const known = new Map<string, WireProtocol>();
-const inflight = new Map<string, Promise<WireProtocol>>();
+/** The answers, per backend address; one per L7 runtime (no module state). */
+export class ProtocolProbe {
+  private readonly known = new Map<string, WireProtocol>();
+  private readonly inflight = new Map<string, Promise<WireProtocol>>();
 
-/** The remembered protocol of this backend address, or undefined when not probed yet. */
-export function knownProtocol(t: BackendTarget): WireProtocol | undefined {
-  return known.get(t.addrKey);
-}
-
-/** Drops the remembered answer (after a connection error) so the next request probes again. */
-export function forgetProtocol(t: BackendTarget): void {
-  known.delete(t.addrKey);
-}
-
-/**
- * Probes `t` (one connection, closed afterwards) and remembers the answer.
- * Rejects with the connection error when the backend cannot be reached;
- * concurrent callers share one probe.
- */
-export function probeProtocol(t: BackendTarget, proxyHeader: Uint8Array | null, timeoutMs: number): Promise<WireProtocol> {
-  const have = known.get(t.addrKey);
-  if (have) return Promise.resolve(have);
-  // A PROXY header makes the probe client-specific: never share it.
-  const shareKey = proxyHeader ? null : t.addrKey;
-  const running = shareKey ? inflight.get(shareKey) : undefined;
-  if (running) return running;
-  const p = new Promise<WireProtocol>((resolve, reject) => {
-    const sock = connectBackend(t, { proxyHeader, alpn: ["h2", "http/1.1"], timeoutMs });
-    let settled = false;
-    let answerTimer: ReturnType<typeof setTimeout> | undefined;
-    const done = (proto: WireProtocol | null, err?: Error) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(answerTimer);
-      sock.destroy();
-      if (proto) {
-        known.set(t.addrKey, proto);
-        log.debug("l7.backend_probe", { backend: `${t.host}:${t.port}`, protocol: proto });
-        resolve(proto);
-      } else reject(err);
-    };
-    sock.on("error", (e) => done(null, e));
-    if (t.tls) {
-      sock.once("secureConnect", () => done((sock as tls.TLSSocket).alpnProtocol === "h2" ? "h2" : "http1"));
-      return;
-    }
-    sock.once("connect", () => {
-      sock.write(PREFACE);
-      // A silent backend is an HTTP/1.1 server waiting for the rest of a request.
-      answerTimer = setTimeout(() => done("http1"), Math.min(timeoutMs, BACKEND_PROBE_ANSWER_MS));
-    });
-    let got: Buffer = Buffer.alloc(0);
-    sock.on("data", (d: Buffer) => {
-      got = got.length === 0 ? d : Buffer.concat([got, d]);
-      if (got.length >= 4) done(got[3] === 0x04 ? "h2" : "http1");
-    });
-    sock.on("end", () => done("http1"));
-    sock.on("close", () => done("http1"));
-  });
-  if (shareKey) {
-    inflight.set(shareKey, p);
-    const clear = () => inflight.delete(shareKey);
-    p.then(clear, clear);
+  /** The remembered protocol of this backend address, or undefined when not probed yet. */
+  remembered(t: BackendTarget): WireProtocol | undefined {
+    return this.known.get(t.addrKey);
   }
-  return p;
+
+  /** Drops the remembered answer (after a connection error) so the next request probes again. */
+  forget(t: BackendTarget): void {
+    this.known.delete(t.addrKey);
+  }
+
+  /**
+   * Probes `t` (one connection, closed afterwards) and remembers the answer.
+   * Rejects with the connection error when the backend cannot be reached;
+   * concurrent callers share one probe.
+   */
+  probe(t: BackendTarget, proxyHeader: Uint8Array | null, timeoutMs: number): Promise<WireProtocol> {
+    const known = this.known;
+    const inflight = this.inflight;
+    const have = known.get(t.addrKey);
+    if (have) return Promise.resolve(have);
+    // A PROXY header makes the probe client-specific: never share it.
+    const shareKey = proxyHeader ? null : t.addrKey;
+    const running = shareKey ? inflight.get(shareKey) : undefined;
+    if (running) return running;
+    const p = new Promise<WireProtocol>((resolve, reject) => {
+      const sock = connectBackend(t, { proxyHeader, alpn: ["h2", "http/1.1"], timeoutMs });
+      let settled = false;
+      let answerTimer: ReturnType<typeof setTimeout> | undefined;
+      const done = (proto: WireProtocol | null, err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(answerTimer);
+        sock.destroy();
+        if (proto) {
+          known.set(t.addrKey, proto);
+          log.debug("l7.backend_probe", { backend: `${t.host}:${t.port}`, protocol: proto });
+          resolve(proto);
+        } else reject(err);
+      };
+      sock.on("error", (e) => done(null, e));
+      if (t.tls) {
+        sock.once("secureConnect", () => done((sock as tls.TLSSocket).alpnProtocol === "h2" ? "h2" : "http1"));
+        return;
+      }
+      sock.once("connect", () => {
+        sock.write(PREFACE);
+        // A silent backend is an HTTP/1.1 server waiting for the rest of a request.
+        answerTimer = setTimeout(() => done("http1"), Math.min(timeoutMs, BACKEND_PROBE_ANSWER_MS));
+      });
+      let got: Buffer = Buffer.alloc(0);
+      sock.on("data", (d: Buffer) => {
+        got = got.length === 0 ? d : Buffer.concat([got, d]);
+        if (got.length >= 4) done(got[3] === 0x04 ? "h2" : "http1");
+      });
+      sock.on("end", () => done("http1"));
+      sock.on("close", () => done("http1"));
+    });
+    if (shareKey) {
+      inflight.set(shareKey, p);
+      const clear = () => inflight.delete(shareKey);
+      p.then(clear, clear);
+    }
+    return p;
+  }
 }

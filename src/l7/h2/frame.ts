@@ -275,6 +275,12 @@ export interface HeadersFrame {
   endStream: boolean;
   endHeaders: boolean;
   priority: Priority | null;
+  /**
+   * A stream error found in the frame (the priority names the stream itself,
+   * §5.3.1), else null. The block must still be assembled and decoded so the
+   * HPACK state stays in sync; the session then resets the stream.
+   */
+  streamError: H2Error | null;
 }
 
 export interface SettingsFrame {
@@ -336,8 +342,8 @@ export function parseData(f: H2Frame): DataFrame | H2Error {
 
 /**
  * HEADERS (§6.2): stream 0 → PROTOCOL_ERROR; padding as DATA; the PRIORITY
- * flag needs 5 more octets (else FRAME_SIZE_ERROR); self-dependency → stream
- * PROTOCOL_ERROR.
+ * flag needs 5 more octets (else FRAME_SIZE_ERROR); self-dependency → the
+ * frame with `streamError` set (stream PROTOCOL_ERROR, block still usable).
  */
 export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
   if (f.streamId === 0) return protocolError("headers_on_stream_0");
@@ -346,11 +352,12 @@ export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
   let [start] = r;
   const end = r[1];
   let priority: Priority | null = null;
+  let selfDependency: H2Error | null = null;
   if (f.flags & H2_FLAG.PRIORITY) {
     if (end - start < 5) return frameSizeError("headers_priority_too_short");
     const pr = readPriority(f.payload, start, f.streamId);
-    if (pr instanceof H2Error) return pr;
-    priority = pr;
+    if (pr instanceof H2Error) selfDependency = pr;
+    else priority = pr;
     start += 5;
   }
   return {
@@ -358,6 +365,7 @@ export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
     endStream: (f.flags & H2_FLAG.END_STREAM) !== 0,
     endHeaders: (f.flags & H2_FLAG.END_HEADERS) !== 0,
     priority,
+    streamError: selfDependency,
   };
 }
 
@@ -594,7 +602,7 @@ export function writeHeaders(
   out.ensure(block.length + FRAME_HEADER_BYTES * (2 + Math.ceil(block.length / maxFrameSize)) + prio);
   writeFrameHeader(out, n + prio, H2_FRAME.HEADERS, flags, streamId);
   if (priority) writePriorityFields(out, priority);
-  out.bytes(block.subarray(0, n));
+  out.bytes(n === block.length ? block : block.subarray(0, n));
   for (let at = n; at < block.length; at += n) {
     n = Math.min(block.length - at, maxFrameSize);
     writeFrameHeader(out, n, H2_FRAME.CONTINUATION, at + n === block.length ? H2_FLAG.END_HEADERS : 0, streamId);

@@ -255,8 +255,10 @@ describe("HEADERS (§6.2)", () => {
   test("PRIORITY flag without 5 octets: connection FRAME_SIZE_ERROR", () => {
     err(parseHeaders(frame(H2_FRAME.HEADERS, H2_FLAG.PRIORITY, 1, [0, 0, 0])), "connection", H2_ERROR.FRAME_SIZE_ERROR);
   });
-  test("depending on itself: stream PROTOCOL_ERROR", () => {
-    err(parseHeaders(frame(H2_FRAME.HEADERS, H2_FLAG.PRIORITY, 5, [0, 0, 0, 5, 0])), "stream", H2_ERROR.PROTOCOL_ERROR);
+  test("depending on itself: stream PROTOCOL_ERROR, block still returned for HPACK sync", () => {
+    const h = val(parseHeaders(frame(H2_FRAME.HEADERS, H2_FLAG.PRIORITY, 5, [0, 0, 0, 5, 0, 0x82])));
+    expect([...h.fragment]).toEqual([0x82]);
+    err(h.streamError as H2Error, "stream", H2_ERROR.PROTOCOL_ERROR);
   });
 });
 

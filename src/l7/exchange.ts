@@ -1,0 +1,235 @@
+/**
+ * One proxied request ("exchange"), independent of the protocols on either
+ * side: the client side is a `FrontSide` (our HTTP/1.1 connection or an
+ * HTTP/2 stream), the backend side a `BackendStream` (our HTTP/1.1 pool or an
+ * HTTP/2 stream). The exchange moves the request body one way and the
+ * response the other with backpressure in both directions, relays trailers,
+ * owns `backend_timeout` (counted from the end of the request body, checked
+ * by the server's sweeper through `tick`) and answers 502/504 itself.
+ */
+import { log, logLevelEnabled } from "../obs/log.ts";
+import { metrics } from "../obs/metrics.ts";
+import type { RouteRecord } from "../records.ts";
+import type { Fields } from "./headers.ts";
+
+export const BODY_502 = "502 Bad Gateway: backend unreachable\n";
+export const BODY_502_ERR = "502 Bad Gateway: backend error\n";
+export const BODY_504 = "504 Gateway Timeout: backend did not answer in time\n";
+export const BODY_403 = "403 Forbidden: blocked by policy\n";
+export const BODY_421 = "421 Misdirected Request: this connection is not for that host\n";
+
+/** The client side of one exchange. */
+export interface FrontSide {
+  readonly protocol: "h2" | "http1";
+  /** Sends the response head; `endStream` = no body follows; `contentLength` -1 when unknown. */
+  head(status: number, fields: Fields, endStream: boolean, contentLength: number): void;
+  /** Response body bytes (valid only during the call). False = stop until the front calls `Exchange.responseWritable`. */
+  data(chunk: Uint8Array): boolean;
+  /** End of the response, with trailers (possibly empty). */
+  end(trailers: Fields): void;
+  /** A short text/plain answer; only before `head`. */
+  fail(status: number, text: string): void;
+  /** The response broke after its head was sent: reset the stream / close the connection. */
+  abort(): void;
+  /** Stop delivering request body bytes until `resumeRequest` (the backend is full or not chosen yet). */
+  pauseRequest(): void;
+  resumeRequest(): void;
+}
+
+/** The backend side of one exchange, once chosen. */
+export interface BackendStream {
+  /** Request body bytes; false = full, wait for `Exchange.backendWritable`. */
+  write(chunk: Uint8Array): boolean;
+  end(trailers: Fields | null): void;
+  /** The front can take response bytes again. */
+  resume(): void;
+  /** Abandon: the client went away or the exchange failed. */
+  cancel(): void;
+}
+
+export interface BackendFailure {
+  /** "connect": unreachable (→ 502, re-probe an auto backend); otherwise a broken exchange. */
+  connect: boolean;
+  code: string;
+  message: string;
+}
+
+/** What the exchange reports when the client side is done (metrics, the l7.request log line). */
+export interface ExchangeInfo {
+  listenerAddr: string;
+  clientAddress: string;
+  backendTimeoutMs: number;
+  now(): number;
+}
+
+export class Exchange {
+  bytesIn = 0;
+  bytesOut = 0;
+  status = 0;
+  backendProtocol = "";
+  /** Answered, failed or cancelled: no more backend events matter. */
+  finished = false;
+  /** Response head received or sent (the 504 no longer applies). */
+  private headSeen = false;
+  /** When the request body ended (0 = not yet): backend_timeout counts from here. */
+  private requestDoneAt = 0;
+  private backend: BackendStream | null = null;
+  /** Request body parts that arrived before the backend was chosen (the front is paused meanwhile). */
+  private early: Uint8Array[] | null = null;
+  private earlyEnd: Fields | null | undefined = undefined;
+  private logged = false;
+  private readonly t0 = performance.now();
+
+  constructor(
+    private readonly info: ExchangeInfo,
+    private readonly front: FrontSide,
+    readonly record: RouteRecord,
+    private readonly method: string,
+    private readonly path: string,
+  ) {}
+
+  /** The backend side is ready: replay what the front delivered meanwhile and let the body flow. */
+  attach(b: BackendStream, protocol: string): void {
+    if (this.finished) return b.cancel();
+    this.backend = b;
+    this.backendProtocol = protocol;
+    const early = this.early;
+    this.early = null;
+    let open = true;
+    if (early) for (const c of early) open = b.write(c) && open;
+    if (this.earlyEnd !== undefined) {
+      b.end(this.earlyEnd);
+      this.requestDoneAt = this.info.now();
+    } else if (open) this.front.resumeRequest();
+  }
+
+  // ------------------------------------------------ request direction (front → backend)
+
+  requestData(chunk: Uint8Array): void {
+    if (this.finished) return;
+    this.bytesIn += chunk.byteLength;
+    const b = this.backend;
+    if (b === null) {
+      // Copy: the chunk is a view of the front's read buffer.
+      (this.early ??= []).push(chunk.slice());
+      this.front.pauseRequest();
+      return;
+    }
+    if (!b.write(chunk)) this.front.pauseRequest();
+  }
+
+  requestEnd(trailers: Fields | null): void {
+    if (this.finished) return;
+    if (this.backend === null) {
+      this.earlyEnd = trailers;
+      return;
+    }
+    this.backend.end(trailers);
+    this.requestDoneAt = this.info.now();
+  }
+
+  /** The backend can take request bytes again. */
+  backendWritable(): void {
+    if (!this.finished) this.front.resumeRequest();
+  }
+
+  // ------------------------------------------------ response direction (backend → front)
+
+  onHead(status: number, fields: Fields, endStream: boolean, contentLength: number): void {
+    if (this.finished) return;
+    this.headSeen = true;
+    this.status = status;
+    this.front.head(status, fields, endStream, contentLength);
+    if (endStream) this.finished = true;
+  }
+
+  /** Response body bytes; false = the front is full (the backend pauses until `resume`). */
+  onData(chunk: Uint8Array): boolean {
+    if (this.finished) return true;
+    this.bytesOut += chunk.byteLength;
+    return this.front.data(chunk);
+  }
+
+  onEnd(trailers: Fields): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.front.end(trailers);
+  }
+
+  /** The front drained: let the backend send again. */
+  responseWritable(): void {
+    if (!this.finished) this.backend?.resume();
+  }
+
+  onError(e: BackendFailure): void {
+    if (this.finished) return;
+    if (this.headSeen) {
+      this.finished = true;
+      this.front.abort();
+      return;
+    }
+    if (e.connect) metrics.listener(this.info.listenerAddr).backendConnectFailure("l7");
+    this.fail(502, e.connect ? BODY_502 : BODY_502_ERR, `${e.code} ${e.message}`.trim());
+  }
+
+  // ------------------------------------------------ lifetime
+
+  /** The server's sweeper: 504 once `backend_timeout` passed since the request body ended without a response head. */
+  tick(now: number): void {
+    if (this.finished || this.headSeen || this.requestDoneAt === 0) return;
+    if (now - this.requestDoneAt >= this.info.backendTimeoutMs) this.fail(504, BODY_504, "timeout");
+  }
+
+  /** The client went away (stream reset / connection closed): cancel the backend side. */
+  clientGone(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.backend?.cancel();
+  }
+
+  /** Answers `status` with a short text (or aborts when the head is out), cancels the backend, logs `reason`. */
+  fail(status: number, text: string, reason?: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.backend?.cancel();
+    if (this.headSeen) return this.front.abort();
+    this.status = status;
+    if (reason !== undefined) {
+      log.warn("l7.backend_error", {
+        listener: this.info.listenerAddr,
+        route: this.record.hostname,
+        backend: this.record.backend,
+        status,
+        reason,
+      });
+    }
+    this.front.fail(status, text);
+  }
+
+  /**
+   * Counts the request in `mcproxy_l7_requests_total` and the duration
+   * histogram (route label = configured hostname) and writes the `l7.request`
+   * log line — the path without its query (tokens live there). Once.
+   */
+  logDone(): void {
+    if (this.logged) return;
+    this.logged = true;
+    const ms = performance.now() - this.t0;
+    metrics.route(this.record.hostname).request(this.status, ms / 1000);
+    if (!logLevelEnabled("info")) return;
+    const q = this.path.indexOf("?");
+    log.info("l7.request", {
+      listener: this.info.listenerAddr,
+      route: this.record.hostname,
+      client: this.info.clientAddress,
+      method: this.method,
+      path: q < 0 ? this.path : this.path.slice(0, q),
+      status: this.status,
+      bytes_in: this.bytesIn,
+      bytes_out: this.bytesOut,
+      duration_ms: Math.round(ms * 10) / 10,
+      backend: this.record.backend,
+      protocol: `${this.front.protocol}->${this.backendProtocol || "none"}`,
+    });
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * What happens to one request between the front and the backend: the host
+ * check (421), policies (403), the forwarding headers, the choice of backend
+ * client, and the adapters that connect an `Exchange` to our HTTP/1.1 pool or
+ * to an HTTP/2 backend stream.
+ */
+import http2 from "node:http2";
+import { log } from "../obs/log.ts";
+import { isConnectError } from "./backend/connect.ts";
+import type { H2Client } from "./backend/h2.ts";
+import type { BackendPool, Client } from "./backend/pool.ts";
+import { targetFor, type BackendTarget } from "./backend/target.ts";
+import type { L7Conn } from "./conn.ts";
+import { BODY_403, BODY_421, BODY_502_ERR, Exchange, type BackendStream, type FrontSide } from "./exchange.ts";
+import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "./h1/client.ts";
+import { serializeRequestHead, type ResponseHead } from "./h1/codec.ts";
+import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined, fieldsFromObject, fieldsToObject, type Fields } from "./headers.ts";
+import { evaluatePolicies } from "./policy.ts";
+
+const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** A request as the front parsed it. */
+export interface RequestIn {
+  method: string;
+  /** origin-form path (with query) */
+  path: string;
+  /** :authority or Host ("" when the client sent none). */
+  authority: string;
+  /** The client's header fields, lower-case names (pseudo-headers are skipped). */
+  fields: Fields;
+  /** How the request body is delimited: none, `contentLength` bytes, chunked, or a stream of unknown length (HTTP/2). */
+  body: "none" | "length" | "chunked" | "stream";
+  contentLength: number;
+}
+
+/**
+ * The exchange for one request, not started yet: the front stores it before
+ * `forward` runs (which may answer at once, e.g. 421 or 403).
+ */
+export function newExchange(conn: L7Conn, front: FrontSide, req: RequestIn): Exchange {
+  conn.requests++;
+  const ex = new Exchange(conn.info, front, conn.ctx.route().record, req.method, req.path);
+  conn.track(ex);
+  return ex;
+}
+
+/**
+ * Proxies one request: checks, then the backend. The front delivers the
+ * body through `requestData`/`requestEnd`; every outcome ends in a response,
+ * a reset, or a logged error.
+ */
+export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: RequestIn): void {
+  const ctx = conn.ctx;
+  const record = ex.record;
+
+  // SPEC §5: the request's host must be the name the connection was routed by.
+  const host = req.authority === "" ? ctx.sni : authorityHost(req.authority);
+  if (host !== ctx.sni) {
+    log.info("l7.misdirected", { listener: ctx.listenerAddr, sni: ctx.sni, host, client: ctx.client.address });
+    return answer(ex, front, 421, BODY_421);
+  }
+  const policies = record.l7Policies;
+  if (policies.length > 0) {
+    const v = evaluatePolicies(policies, (n) => fieldJoined(req.fields, n));
+    if (v.blocked) {
+      log.info("l7.policy_block", {
+        listener: ctx.listenerAddr,
+        route: record.hostname,
+        client: ctx.client.address,
+        policy: v.policy.type,
+        value: v.policy.value,
+      });
+      return answer(ex, front, 403, BODY_403);
+    }
+  }
+  let target: BackendTarget;
+  try {
+    target = targetFor(record);
+  } catch (e) {
+    // A route-level failure (e.g. an unreadable backend_tls_ca): 502 and one JSON log line.
+    log.error("l7.route_error", { listener: ctx.listenerAddr, route: record.hostname, reason: (e as Error).message });
+    ex.fail(502, BODY_502_ERR);
+    return;
+  }
+  const fields = backendRequestFields(req.fields, ctx.client.address);
+  const authority = req.authority === "" ? target.defaultAuthority : req.authority;
+  const pool = conn.pool(record);
+  const c = pool.clientNow(target);
+  if (c) dispatch(ex, c, pool, target, req, authority, fields);
+  else {
+    front.pauseRequest();
+    pool.resolve(target).then(
+      (c2) => dispatch(ex, c2, pool, target, req, authority, fields),
+      (e: Error & { code?: string }) => {
+        pool.connectFailed(target);
+        ex.onError({ connect: true, code: e.code ?? "", message: e.message });
+      },
+    );
+  }
+}
+
+function answer(ex: Exchange, front: FrontSide, status: number, text: string): void {
+  ex.finished = true;
+  ex.status = status;
+  front.fail(status, text);
+}
+
+function dispatch(ex: Exchange, c: Client, pool: BackendPool, target: BackendTarget, req: RequestIn, authority: string, fields: Fields): void {
+  if (ex.finished) return;
+  // An unreachable auto backend is probed again next time.
+  const connectFailed = () => pool.connectFailed(target);
+  if (c.kind === "http1") sendH1(ex, c.pool, target, req, authority, fields, connectFailed);
+  else sendH2(ex, c.client, target, req, authority, fields, connectFailed);
+}
+
+// ---------------------------------------------------------------- HTTP/1.1 backends
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+function sendH1(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, authority: string, fields: Fields, connectFailed: () => void): void {
+  const hf: Fields = ["host", authority];
+  for (let i = 0; i < fields.length; i++) hf.push(fields[i]!);
+  let body: RequestBody;
+  if (req.body === "none") body = NO_BODY;
+  else if (req.body === "length") {
+    hf.push("content-length", String(req.contentLength));
+    body = { kind: "length", length: req.contentLength };
+  } else {
+    hf.push("transfer-encoding", "chunked");
+    body = CHUNKED;
+  }
+  const head = serializeRequestHead(req.method, req.path, hf);
+  if (!(head instanceof Uint8Array)) return ex.fail(400, "400 Bad Request: header not representable in HTTP/1.1\n", `request head: ${head.reason}`);
+  const side = new H1Side(ex, connectFailed);
+  side.x = pool.request(target, req.method, head, body, side, req.body === "none" && IDEMPOTENT.has(req.method));
+  side.x.onWritable = () => ex.backendWritable();
+  ex.attach(side, "http1");
+}
+
+const NO_BODY: RequestBody = { kind: "none" };
+const CHUNKED: RequestBody = { kind: "chunked" };
+
+/** Connects an Exchange to one request on our HTTP/1.1 pool. */
+class H1Side implements ResponseSink, BackendStream {
+  x: H1Exchange | null = null;
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly connectFailed: () => void,
+  ) {}
+
+  onHead(h: ResponseHead): void {
+    const noBody = h.framing === "none";
+    this.ex.onHead(h.status, clientResponseFields(h.headers, h.contentLength >= 0), noBody, h.framing === "length" ? h.contentLength : -1);
+  }
+  onData(chunk: Uint8Array): boolean {
+    return this.ex.onData(chunk);
+  }
+  onEnd(trailers: string[]): void {
+    this.ex.onEnd(trailers.length ? clientResponseFields(trailers, false) : trailers);
+  }
+  onError(e: BackendError): void {
+    const connect = e.kind === "connect" || e.kind === "timeout_connect";
+    if (connect) this.connectFailed();
+    this.ex.onError({ connect, code: e.code, message: e.message });
+  }
+  write(chunk: Uint8Array): boolean {
+    return this.x!.write(chunk);
+  }
+  end(trailers: Fields | null): void {
+    this.x!.end(trailers && trailers.length ? trailers : undefined);
+  }
+  resume(): void {
+    this.x!.resume();
+  }
+  cancel(): void {
+    this.x?.cancel();
+  }
+}
+
+// ---------------------------------------------------------------- HTTP/2 backends (node:http2 until our engine lands)
+
+function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, fields: Fields, connectFailed: () => void): void {
+  const h = fieldsToObject(fields) as http2.OutgoingHttpHeaders;
+  h[":method"] = req.method;
+  h[":path"] = req.path;
+  h[":authority"] = authority;
+  h[":scheme"] = target.tls ? "https" : "http";
+  if (req.body === "length") h["content-length"] = String(req.contentLength);
+  let s: http2.ClientHttp2Stream;
+  try {
+    s = client.request(h, req.body === "none");
+  } catch (e) {
+    return ex.onError({ connect: false, code: (e as { code?: string }).code ?? "", message: (e as Error).message });
+  }
+  const side = new H2Side(ex, s, connectFailed);
+  ex.attach(side, "h2");
+}
+
+/** Connects an Exchange to one node:http2 client stream. */
+class H2Side implements BackendStream {
+  private trailers: Fields = [];
+  private ended = false;
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly s: http2.ClientHttp2Stream,
+    connectFailed: () => void,
+  ) {
+    s.on("response", (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
+      const status = Number(h[":status"]);
+      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || s.endAfterHeaders === true;
+      const cl = h["content-length"];
+      if (endStream) this.ended = true;
+      ex.onHead(status, clientResponseFields(fieldsFromObject(h), true), endStream, cl === undefined ? -1 : Number(cl));
+    });
+    s.on("data", (c: Buffer) => {
+      if (!ex.onData(c)) s.pause();
+    });
+    s.on("trailers", (t: http2.IncomingHttpHeaders) => {
+      this.trailers = clientResponseFields(fieldsFromObject(t), false);
+    });
+    s.on("end", () => {
+      this.ended = true;
+      ex.onEnd(this.trailers);
+    });
+    s.on("drain", () => ex.backendWritable());
+    s.on("error", (e: Error & { code?: string }) => {
+      const connect = isConnectError(e);
+      if (connect) connectFailed();
+      ex.onError({ connect, code: e.code ?? "", message: e.message });
+    });
+    s.on("close", () => {
+      if (this.ended) return;
+      ex.onError({ connect: false, code: "ERR_HTTP2_STREAM_ERROR", message: `backend reset the stream (code ${s.rstCode ?? 0})` });
+    });
+  }
+
+  write(chunk: Uint8Array): boolean {
+    if (this.s.destroyed) return true;
+    // A copy: node:http2 may queue the chunk, which is only valid during this call.
+    return this.s.write(Buffer.from(chunk));
+  }
+  end(_trailers: Fields | null): void {
+    // Request trailers towards an HTTP/2 backend are not relayed (node:http2 would need waitForTrailers per stream).
+    if (!this.s.destroyed) this.s.end();
+  }
+  resume(): void {
+    this.s.resume();
+  }
+  cancel(): void {
+    if (!this.s.destroyed) this.s.close(NGHTTP2_CANCEL);
+  }
+}
+

@@ -1,0 +1,213 @@
+/**
+ * Our HTTP/2 server side (src/l7/h2/session.ts) on the native TLS socket:
+ * every stream becomes an exchange through `H2StreamFront`. Flow control is
+ * end to end: a stream's DATA is credited back to the client only once the
+ * backend has taken it, and a response is read from the backend only as fast
+ * as the client's windows let it leave (bounded per-stream queues).
+ *
+ * Rapid reset: an exchange starts in a microtask after the read that opened
+ * its stream, so HEADERS + RST_STREAM in one read never reach a backend; a
+ * connection that keeps resetting is cut by the session's budget (GOAWAY
+ * ENHANCE_YOUR_CALM). Idle: no open stream for idle_timeout → GOAWAY,
+ * whatever PINGs arrive (the session's own rule).
+ */
+import { H2_ERROR } from "./h2/errors.ts";
+import { H2Session, type H2Transport } from "./h2/session.ts";
+import type { H2Stream } from "./h2/stream.ts";
+import type { L7Conn, ProtocolFront } from "./conn.ts";
+import type { Exchange, FrontSide } from "./exchange.ts";
+import { forward, newExchange, type RequestIn } from "./forward.ts";
+import { field, type Fields } from "./headers.ts";
+
+/** The HTTP/2 side of one L7 connection. */
+export class H2Front implements ProtocolFront, H2Transport {
+  private readonly session: H2Session;
+  /** Streams opened in the current read, started in a microtask (rapid reset). */
+  private opened: H2StreamFront[] = [];
+
+  constructor(private readonly conn: L7Conn) {
+    const p = conn.ctx.proxy;
+    this.session = new H2Session(this, {
+      role: "server",
+      idleTimeoutMs: p.idleTimeoutMs,
+      now: conn.ctx.now,
+      onStream: (s) => {
+        if (this.opened.length === 0) queueMicrotask(this.startOpened);
+        this.opened.push(new H2StreamFront(s, this.conn));
+      },
+      onClose: (err) => {
+        if (err !== null && err.code === H2_ERROR.ENHANCE_YOUR_CALM) this.conn.outcome = "h2_abuse";
+        this.conn.closeGently();
+      },
+    });
+  }
+
+  // ------------------------------------------------ H2Transport (the TLS socket)
+
+  write(data: Uint8Array): number {
+    return this.conn.write(data);
+  }
+  shutdown(): void {
+    this.conn.closeGently();
+  }
+  terminate(): void {
+    this.conn.abort();
+  }
+
+  // ------------------------------------------------ ProtocolFront
+
+  onData(chunk: Uint8Array): void {
+    this.session.receive(chunk);
+  }
+  /** The client's FIN: finish the open streams (GOAWAY), then close. */
+  onEnd(): void {
+    if (this.session.openStreams === 0) return this.conn.closeGently();
+    this.session.goaway(H2_ERROR.NO_ERROR, false);
+  }
+  onDrain(): void {
+    this.session.drained();
+  }
+  onClose(): void {
+    this.session.transportClosed();
+  }
+  tick(now: number): void {
+    if (this.session.closed) return;
+    const wasOpen = this.session.openStreams;
+    this.session.tick(now);
+    if (wasOpen === 0 && this.session.closed) this.conn.outcome = "idle_timeout";
+  }
+  /** GOAWAY: streams already open complete, new ones are refused; then close. */
+  beginDrain(): void {
+    if (this.session.openStreams === 0) {
+      this.session.goaway(H2_ERROR.NO_ERROR, false);
+      return this.conn.closeGently();
+    }
+    this.session.goaway();
+  }
+
+  private readonly startOpened = (): void => {
+    const list = this.opened;
+    this.opened = [];
+    for (const f of list) f.start();
+  };
+}
+
+/** One HTTP/2 stream as the client side of an exchange. */
+class H2StreamFront implements FrontSide {
+  readonly protocol = "h2";
+  ex: Exchange | null = null;
+  private paused = false;
+  /** Request bytes delivered while the backend was full: credited back when it drains. */
+  private uncredited = 0;
+  private done = false;
+  /** Body bytes that arrived in the read that opened the stream (copied; not credited yet). */
+  private early: Uint8Array[] | null = null;
+  /** The request ended before the exchange started (undefined: not yet). */
+  private earlyEnd: string[] | null | undefined = undefined;
+  private reset = false;
+
+  constructor(
+    private readonly s: H2Stream,
+    private readonly conn: L7Conn,
+  ) {
+    s.onData = (chunk) => {
+      const ex = this.ex;
+      if (ex === null) {
+        (this.early ??= []).push(chunk.slice());
+        return;
+      }
+      ex.requestData(chunk);
+      if (this.paused) this.uncredited += chunk.byteLength;
+      else s.consumed(chunk.byteLength);
+    };
+    s.onEnd = (trailers) => {
+      if (this.ex === null) this.earlyEnd = trailers;
+      else this.ex.requestEnd(trailers);
+    };
+    s.onReset = () => {
+      this.reset = true;
+      this.finish(true);
+    };
+    s.onWritable = () => this.ex?.responseWritable();
+  }
+
+  /** Starts the exchange, unless the client reset the stream in the read that opened it. */
+  start(): void {
+    const s = this.s;
+    if (this.reset || s.closed) return;
+    const h = s.head!;
+    const noBody = this.early === null && this.earlyEnd !== undefined;
+    const req: RequestIn = {
+      method: h.method,
+      path: h.path ?? "/",
+      authority: h.authority ?? field(s.fields, "host") ?? "",
+      fields: s.fields,
+      body: noBody ? "none" : h.contentLength >= 0 ? "length" : "stream",
+      contentLength: h.contentLength,
+    };
+    const ex = newExchange(this.conn, this, req);
+    this.ex = ex;
+    forward(this.conn, this, ex, req);
+    const early = this.early;
+    this.early = null;
+    if (early) {
+      let n = 0;
+      for (const c of early) {
+        ex.requestData(c);
+        n += c.byteLength;
+      }
+      if (this.paused) this.uncredited += n;
+      else s.consumed(n);
+    }
+    if (this.earlyEnd !== undefined) ex.requestEnd(this.earlyEnd);
+  }
+
+  head(status: number, fields: Fields, endStream: boolean, _contentLength: number): void {
+    this.s.respond(status, fields, endStream);
+    if (endStream) this.finish(false);
+  }
+
+  data(chunk: Uint8Array): boolean {
+    return this.s.write(chunk);
+  }
+
+  end(trailers: Fields): void {
+    this.s.end(trailers.length > 0 ? trailers : null);
+    this.finish(false);
+  }
+
+  fail(status: number, text: string): void {
+    const body = Buffer.from(text);
+    this.s.respond(status, ["content-type", "text/plain; charset=utf-8", "content-length", String(body.byteLength)], false);
+    this.s.write(body);
+    this.s.end(null);
+    this.finish(false);
+  }
+
+  abort(): void {
+    this.s.reset(H2_ERROR.INTERNAL_ERROR);
+    this.finish(true);
+  }
+
+  pauseRequest(): void {
+    this.paused = true;
+  }
+
+  resumeRequest(): void {
+    this.paused = false;
+    const n = this.uncredited;
+    this.uncredited = 0;
+    if (n > 0) this.s.consumed(n);
+  }
+
+  /** The stream is over for the exchange (answered, or reset by either side). Once. */
+  private finish(reset: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    const ex = this.ex;
+    if (!ex) return;
+    if (reset) ex.clientGone();
+    this.conn.untrack(ex);
+    ex.logDone();
+  }
+}

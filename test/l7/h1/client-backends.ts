@@ -1,0 +1,241 @@
+/** Test backends and helpers for the HTTP/1.1 backend client tests (real sockets on 127.0.0.1). */
+import type { Socket, TCPSocketListener } from "bun";
+import net from "node:net";
+import type { BackendTarget, BackendTls } from "../../../src/l7/backend/target.ts";
+import { ChunkedDecoder, LengthDecoder, type RequestHead, parseRequestHead, serializeRequestHead } from "../../../src/l7/h1/codec.ts";
+import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "../../../src/l7/h1/client.ts";
+import type { ResponseHead } from "../../../src/l7/h1/head.ts";
+
+export function target(port: number, tls: BackendTls | null = null): BackendTarget {
+  const addrKey = `127.0.0.1|${port}|${tls ? "tls" : "clear"}`;
+  return {
+    key: `${addrKey}|http1|${tls ? `${tls.servername}|${tls.rejectUnauthorized}|${tls.ca ?? ""}` : ""}`,
+    addrKey,
+    host: "127.0.0.1",
+    port,
+    tls,
+    protocol: "http1",
+    defaultAuthority: "b.test",
+  };
+}
+
+export function head(method: string, path: string, fields: string[] = []): Uint8Array {
+  const h = serializeRequestHead(method, path, ["host", "b.test", ...fields]);
+  if (!(h instanceof Uint8Array)) throw new Error(`bad head: ${h.reason}`);
+  return h;
+}
+
+export interface Result {
+  head: ResponseHead | null;
+  body: Buffer;
+  trailers: string[] | null;
+  error: BackendError | null;
+  /** Order of callbacks, for contract checks. */
+  events: string[];
+}
+
+/** A sink that records everything; `onData` may be replaced to test backpressure. */
+export function collector(onData?: (chunk: Uint8Array, r: Result) => boolean): { sink: ResponseSink; result: Result; done: Promise<Result> } {
+  const result: Result = { head: null, body: Buffer.alloc(0), trailers: null, error: null, events: [] };
+  const parts: Buffer[] = [];
+  let resolve!: (r: Result) => void;
+  const done = new Promise<Result>((r) => (resolve = r));
+  const sink: ResponseSink = {
+    onHead(h) {
+      result.events.push(`head ${h.status}`);
+      result.head = h;
+    },
+    onData(c) {
+      parts.push(Buffer.from(c)); // copy: the view is only valid during the call
+      return onData ? onData(c, result) : true;
+    },
+    onEnd(t) {
+      result.events.push("end");
+      result.body = Buffer.concat(parts);
+      result.trailers = t;
+      resolve(result);
+    },
+    onError(e) {
+      result.events.push(`error ${e.kind}`);
+      result.body = Buffer.concat(parts);
+      result.error = e;
+      resolve(result);
+    },
+  };
+  return { sink, result, done };
+}
+
+/** One request through the pool; resolves when it ends or fails. */
+export function send(
+  pool: H1Pool,
+  t: BackendTarget,
+  method: string,
+  path = "/",
+  opts: { fields?: string[]; body?: RequestBody; idempotent?: boolean; onData?: (c: Uint8Array, r: Result) => boolean } = {},
+): { ex: H1Exchange; done: Promise<Result>; result: Result } {
+  const { sink, done, result } = collector(opts.onData);
+  const body = opts.body ?? { kind: "none" };
+  const ex = pool.request(t, method, head(method, path, opts.fields), body, sink, opts.idempotent ?? (method === "GET" || method === "HEAD"));
+  return { ex, done, result };
+}
+
+export interface ParsedRequest {
+  head: RequestHead;
+  body: Buffer;
+  trailers: string[];
+  /** Index of the connection (accept order) it arrived on. */
+  conn: number;
+}
+
+export interface ConnState {
+  index: number;
+  socket: Socket<ConnState>;
+  buf: Buffer;
+  cur: { head: RequestHead; parts: Buffer[]; dec: LengthDecoder | ChunkedDecoder | null } | null;
+  served: number;
+  closed: boolean;
+}
+
+export interface TestBackend {
+  port: number;
+  server: TCPSocketListener<ConnState>;
+  requests: ParsedRequest[];
+  conns: ConnState[];
+  stop(): void;
+}
+
+/**
+ * An HTTP/1.1 backend on Bun.listen that parses requests with our codec and
+ * answers each with `respond(req, conn)`: bytes to write (or null to write
+ * nothing — the responder may write itself).
+ */
+export function startBackend(respond: (req: ParsedRequest, c: ConnState) => Uint8Array | string | null, tls?: { cert: string; key: string }): TestBackend {
+  const requests: ParsedRequest[] = [];
+  const conns: ConnState[] = [];
+  const server = Bun.listen<ConnState>({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls,
+    socket: {
+      open(s) {
+        const c: ConnState = { index: conns.length, socket: s, buf: Buffer.alloc(0), cur: null, served: 0, closed: false };
+        conns.push(c);
+        s.data = c;
+      },
+      data(s, d) {
+        const c = s.data;
+        c.buf = c.buf.length === 0 ? Buffer.from(d) : Buffer.concat([c.buf, d]);
+        for (;;) {
+          if (c.cur === null) {
+            const h = parseRequestHead(c.buf, 0, c.buf.length);
+            if (h.kind === "more") return;
+            if (h.kind === "error") {
+              s.end("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+              return;
+            }
+            c.buf = c.buf.subarray(h.length);
+            const dec = h.framing === "length" ? new LengthDecoder(h.contentLength) : h.framing === "chunked" ? new ChunkedDecoder() : null;
+            c.cur = { head: h, parts: [], dec };
+          }
+          const cur = c.cur;
+          if (cur.dec !== null && !cur.dec.done) {
+            const n = cur.dec.push(c.buf, 0, c.buf.length, (b) => cur.parts.push(Buffer.from(b)));
+            if (typeof n !== "number") {
+              s.end("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+              return;
+            }
+            c.buf = c.buf.subarray(n);
+            if (!cur.dec.done) return;
+          }
+          c.cur = null;
+          const req: ParsedRequest = {
+            head: cur.head,
+            body: Buffer.concat(cur.parts),
+            trailers: cur.dec instanceof ChunkedDecoder ? cur.dec.trailers : [],
+            conn: c.index,
+          };
+          requests.push(req);
+          c.served++;
+          const out = respond(req, c);
+          if (out !== null) s.write(out);
+          if (c.closed) return;
+        }
+      },
+      close(s) {
+        s.data.closed = true;
+      },
+      error() {},
+    },
+  });
+  return { port: server.port, server, requests, conns, stop: () => server.stop(true) };
+}
+
+export function ok(body: string, extra = ""): string {
+  return `HTTP/1.1 200 OK\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+}
+
+/** A port nobody listens on (ECONNREFUSED). */
+export function deadPort(): number {
+  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = l.port;
+  l.stop(true);
+  return p;
+}
+
+export interface Blackhole {
+  port: number;
+  close(): void;
+}
+
+/**
+ * A loopback port whose accept queue is full, so new SYNs are dropped and
+ * connects hang (test/l4/timeouts.test.ts does the same): a python3 listener
+ * with backlog 0 that never accepts (Bun's node:net ignores `backlog`), and
+ * one filler connection.
+ */
+export async function startBlackhole(): Promise<Blackhole> {
+  const p = Bun.spawn(
+    ["python3", "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)"],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const reader = p.stdout.getReader();
+  const { value } = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => ({ value: undefined }))]);
+  reader.releaseLock();
+  const port = Number(new TextDecoder().decode(value ?? new Uint8Array()).trim());
+  if (!port) {
+    p.kill();
+    throw new Error("python3 blackhole did not start");
+  }
+  const fillers: net.Socket[] = [];
+  const f = net.connect(port, "127.0.0.1");
+  f.on("error", () => {});
+  fillers.push(f);
+  await Promise.race([new Promise((r) => f.once("connect", r)), Bun.sleep(5000)]);
+  const probe = net.connect(port, "127.0.0.1");
+  probe.on("error", () => {});
+  fillers.push(probe);
+  const probed = await Promise.race([new Promise((r) => probe.once("connect", () => r("connected"))), Bun.sleep(300).then(() => "hang")]);
+  if (probed !== "hang") throw new Error("blackhole accepted a connection: queue not full");
+  return {
+    port,
+    close() {
+      for (const s of fillers) s.destroy();
+      p.kill();
+    },
+  };
+}
+
+/** Sockets of this process in SYN_SENT towards `port` (from `ss`). */
+export function synSentTo(port: number): number {
+  const r = Bun.spawnSync(["ss", "-tnH", "state", "syn-sent", `dport = :${port}`]);
+  const out = r.stdout.toString().trim();
+  return out === "" ? 0 : out.split("\n").length;
+}
+
+export async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+  const until = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > until) throw new Error("condition not met in time");
+    await Bun.sleep(5);
+  }
+}

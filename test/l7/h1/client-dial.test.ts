@@ -1,0 +1,76 @@
+/**
+ * Dialing backends (src/l7/h1/dial.ts via H1Pool): connect_timeout on every
+ * dial with the descriptor closed at once, refused and unresolvable backends.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { H1Pool } from "../../../src/l7/h1/client.ts";
+import { type Blackhole, deadPort, ok, send, startBackend, startBlackhole, synSentTo, target, waitFor } from "./client-backends.ts";
+
+let blackhole: Blackhole;
+beforeAll(async () => {
+  blackhole = await startBlackhole();
+});
+afterAll(() => blackhole?.close());
+
+test("connect_timeout: a black-holed backend fails within connectTimeoutMs + 200 ms and no SYN_SENT socket is left", async () => {
+  const p = new H1Pool({ connectTimeoutMs: 300, idleTimeoutMs: 10_000, proxyHeader: null });
+  const before = synSentTo(blackhole.port);
+  const t0 = performance.now();
+  const rs = await Promise.all([send(p, target(blackhole.port), "GET").done, send(p, target(blackhole.port), "GET").done]);
+  const took = performance.now() - t0;
+  for (const r of rs) {
+    expect(r.error).toMatchObject({ kind: "timeout_connect", code: "ETIMEDOUT", beforeResponse: true });
+  }
+  expect(took).toBeGreaterThanOrEqual(290);
+  expect(took).toBeLessThan(300 + 200);
+  expect(p.stats()).toMatchObject({ open: 0, dials: 2 });
+  // Bun.connect cannot abort a connect; our dial closes the descriptor (BUN-NOTES).
+  await waitFor(() => synSentTo(blackhole.port) <= before, 1000);
+  p.close();
+});
+
+test("ECONNREFUSED is a connect error before the response", async () => {
+  const p = new H1Pool({ connectTimeoutMs: 2000, idleTimeoutMs: 10_000, proxyHeader: null });
+  const r = await send(p, target(deadPort()), "GET").done;
+  expect(r.error).toMatchObject({ kind: "connect", code: "ECONNREFUSED", beforeResponse: true });
+  expect(p.stats().open).toBe(0);
+  p.close();
+});
+
+test("an unresolvable backend name is a connect error", async () => {
+  const p = new H1Pool({ connectTimeoutMs: 5000, idleTimeoutMs: 10_000, proxyHeader: null });
+  const t = { ...target(1), host: "no-such-host.invalid", key: "no-such-host.invalid|1" };
+  const r = await send(p, t, "GET").done;
+  expect(r.error?.kind).toBe("connect");
+  expect(r.error?.code).toBe("ENOTFOUND");
+  p.close();
+});
+
+test("cancel() while dialing: the dial goes on and its connection serves the next request", async () => {
+  const b = startBackend(() => ok("hi"));
+  const p = new H1Pool({ connectTimeoutMs: 2000, idleTimeoutMs: 10_000, proxyHeader: null });
+  const t = target(b.port);
+  let called = false;
+  const s = send(p, t, "GET", "/", { onData: () => ((called = true), true) });
+  s.ex.cancel();
+  await waitFor(() => p.stats().idle === 1);
+  expect(called).toBe(false);
+  expect(b.requests.length).toBe(0);
+  expect((await send(p, t, "GET").done).body.toString()).toBe("hi");
+  expect(p.stats().dials).toBe(1);
+  p.close();
+  b.stop();
+});
+
+test("cancel() of a request waiting in the queue removes it", async () => {
+  const b = startBackend(() => null);
+  const p = new H1Pool({ connectTimeoutMs: 2000, idleTimeoutMs: 10_000, proxyHeader: null });
+  const t = target(b.port);
+  for (let i = 0; i < 256; i++) send(p, t, "GET");
+  const waiting = send(p, t, "GET");
+  expect(p.stats().queued).toBe(1);
+  waiting.ex.cancel();
+  expect(p.stats().queued).toBe(0);
+  p.close();
+  b.stop();
+});
