@@ -19,41 +19,21 @@ export const PROXY_HEADER_INITIAL_BYTES = 256;
 /** First allocation for the ClientHello's handshake bytes; doubles up to `hello_max_bytes` (a typical hello takes one or two). */
 export const HELLO_BUFFER_INITIAL_BYTES = 256;
 
-// ---------------------------------------------------------------- L7 front
+// ---------------------------------------------------------------- L7 front (HTTP/1.1; HTTP/2 below)
 
-/** Request head cap: HTTP/1.1 header section (→ 431) and HTTP/2 header list (SETTINGS_MAX_HEADER_LIST_SIZE); HAProxy's tune.bufsize is 16 KiB. */
-export const MAX_HEADER_BYTES = 16 * 1024;
-/** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (HAProxy 100, nginx 128); Bun's default is 2^32-1. */
-export const H2_MAX_CONCURRENT_STREAMS = 100;
-/** Initial stream window we advertise: 1 MiB keeps a 10 ms RTT upload at 100 MB/s without holding more per stream. */
-export const H2_INITIAL_WINDOW_BYTES = 1 << 20;
-/** Streams refused for exceeding the concurrency cap before the session gets GOAWAY ENHANCE_YOUR_CALM (Bun honours it, measured). */
-export const H2_MAX_REJECTED_STREAMS = 100;
-/** Invalid frames tolerated per session (node's default, stated so a Bun that honours it keeps a sane value). */
-export const H2_MAX_INVALID_FRAMES = 1000;
-/** Unanswered PINGs we may have outstanding (node's default). */
-export const H2_MAX_OUTSTANDING_PINGS = 10;
-/** SETTINGS frames awaiting our ACK (node's default). */
-export const H2_MAX_SETTINGS = 32;
 /** HTTP/1.1: pipelined request bytes buffered while a response is written before the socket is paused. */
 export const H1_PIPELINE_MAX_BYTES = 64 * 1024;
 /** HTTP/1.1: response bytes the client socket has not taken before the backend is paused (HAProxy's tune.bufsize order). */
 export const H1_RESPONSE_HIGH_WATER_BYTES = 64 * 1024;
 /** After we end a connection (408, drain, close_notify), the socket is destroyed this long later whatever the client does. */
 export const L7_CLOSE_GRACE_MS = 1000;
-/** Bytes buffered above TLS towards one client before response producers pause (BUN-NOTES: Bun's TLS over a Duplex ignores backpressure). */
-export const DUPLEX_OUT_BUFFER_MAX = 1 << 20;
-/** Small writes are batched per event-loop turn up to this many bytes (one full TLS record). */
-export const DUPLEX_COALESCE_MAX = 16 * 1024;
 
 // ---------------------------------------------------------------- L7 backends
 
-/** Streams we open on one backend h2 connection before the peer's SETTINGS arrive (RFC 9113 recommends assuming ≥ 100). */
-export const BACKEND_H2_DEFAULT_MAX_STREAMS = 100;
+/** HTTP/2 connections per backend target: streams are multiplexed, a second connection opens only when the peer's MAX_CONCURRENT_STREAMS is reached. */
+export const BACKEND_H2_MAX_CONNECTIONS = 16;
 /** HTTP/1.1 connections per backend address; past this, requests wait for a free one. */
 export const BACKEND_H1_MAX_SOCKETS = 256;
-/** Idle HTTP/1.1 connections kept per backend: as many as busy ones, or a burst of completions closes the surplus and the next burst reconnects (measured). */
-export const BACKEND_H1_MAX_FREE_SOCKETS = BACKEND_H1_MAX_SOCKETS;
 /** `backend_protocol = auto` in cleartext: a backend silent this long after our h2 preface is taken for HTTP/1.1 (capped by connect_timeout). */
 export const BACKEND_PROBE_ANSWER_MS = 2000;
 
@@ -72,3 +52,95 @@ export const METRICS_MAX_SERIES = 10_000;
 export const ADMIN_SOCKET_PROBE_MS = 1000;
 /** gRPC server shutdown waits this long for calls in flight before forcing. */
 export const ADMIN_FORCE_SHUTDOWN_MS = 2000;
+
+// ---------------------------------------------------------------- HTTP/1.1 codec (RFC 9112)
+
+/** Bytes of a head (start line, fields, blank line): Node's default and ≥ nginx's 4×8 KiB line cap in practice. */
+export const H1_MAX_HEAD_BYTES = 16 * 1024;
+/** Field lines in one head: SPEC §5 bounds the count as well as the size; browsers send ~20. */
+export const H1_MAX_HEADERS = 100;
+/** Empty lines tolerated before a request line: RFC 9112 §2.2 SHOULD ignore at least one (old clients add CRLF after a body). */
+export const H1_MAX_EMPTY_LINES = 4;
+/** Bytes of a chunk-size line incl. extensions and CRLF: extensions are ignored, so this only bounds wasted work. */
+export const H1_MAX_CHUNK_LINE = 1024;
+/** Bytes of a trailer section: gRPC trailers are ~100 bytes; they are buffered whole before parsing. */
+export const H1_MAX_TRAILER_BYTES = 8 * 1024;
+/** Field lines in a trailer section. */
+export const H1_MAX_TRAILERS = 32;
+
+// ---------------------------------------------------------------- HTTP/1.1 backend pool
+
+/** Requests waiting for a connection per backend once all its connections are busy: a burst of 4× the socket cap, then fail fast (EPOOLFULL) instead of queueing without bound. */
+export const H1_CLIENT_MAX_QUEUED = 4 * BACKEND_H1_MAX_SOCKETS;
+/** Idle sweeps run at a quarter of idleTimeoutMs (eviction within 125% of it), but not more often than this… */
+export const H1_CLIENT_SWEEP_MIN_MS = 20;
+/** …nor less often than this, so a long idle timeout is still honoured to within a second. */
+export const H1_CLIENT_SWEEP_MAX_MS = 1000;
+
+// ---------------------------------------------------------------- HTTP/2 session (RFC 9113)
+
+/** SETTINGS_MAX_CONCURRENT_STREAMS we advertise: RFC 9113 §6.5.2 recommends at least 100; browsers rarely use more. */
+export const H2_MAX_CONCURRENT_STREAMS = 100;
+/** What a client assumes of the server's MAX_CONCURRENT_STREAMS until its SETTINGS arrive (the RFC's "unlimited" would let us flood it). */
+export const H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS = 100;
+/** Our per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE): the most one stream can make us hold when its reader is slow. */
+export const H2_STREAM_WINDOW_BYTES = 256 * 1024;
+/** Our connection receive window: the most all streams of one connection can make us hold together. */
+export const H2_CONNECTION_WINDOW_BYTES = 1024 * 1024;
+/** Bytes one stream may queue for sending before write() says "pause": a peer that never opens its window costs at most this per stream. */
+export const H2_STREAM_SEND_BUFFER_BYTES = 64 * 1024;
+/** DATA pulled from stream queues per write: one socket write (≈ four TLS records) without holding much when the socket is slow. */
+export const H2_OUTPUT_BATCH_BYTES = 64 * 1024;
+/** Recently closed stream ids remembered, to tell "in flight after our RST_STREAM" (ignore) from "after END_STREAM" (STREAM_CLOSED). */
+export const H2_CLOSED_STREAMS_KEPT = 256;
+/** Streams refused for exceeding MAX_CONCURRENT_STREAMS over a connection's life before GOAWAY ENHANCE_YOUR_CALM (the limit a well-behaved client never hits twice). */
+export const H2_MAX_REFUSED_STREAMS = 100;
+/** ACKs/RST_STREAMs queued while the peer is not reading our output: past this it is flooding us (nghttp2's max outbound flood items). */
+export const H2_MAX_QUEUED_CONTROL_FRAMES = 1000;
+/** A WINDOW_UPDATE smaller than this is a glitch: trickled credit makes us send tiny DATA frames (framing overhead, CPU). */
+export const H2_SMALL_WINDOW_UPDATE_BYTES = 1024;
+
+/**
+ * "Glitches": frames that cost us work and give the application nothing —
+ * PING, SETTINGS, PRIORITY, empty DATA, small WINDOW_UPDATE, unknown frame
+ * types, refused or malformed streams (HAProxy's glitch counter). Each takes
+ * a token; an empty bucket closes the connection with ENHANCE_YOUR_CALM.
+ * A browser spends a few per page; a flood spends the burst in milliseconds.
+ */
+export const H2_GLITCH_BURST = 500;
+/** Glitch tokens regained per second: long-lived healthy connections never run dry. */
+export const H2_GLITCH_REFILL_PER_SECOND = 50;
+/**
+ * Rapid reset (CVE-2023-44487): streams the peer resets before we sent any
+ * response head. Burst covers a browser cancelling a whole page of requests;
+ * the refill is nghttp2's rate (33/s). Over it: GOAWAY ENHANCE_YOUR_CALM.
+ */
+export const H2_RAPID_RESET_BURST = 200;
+export const H2_RAPID_RESET_REFILL_PER_SECOND = 33;
+
+/** Our SETTINGS must be acknowledged within this (RFC 9113 §6.5.3, SETTINGS_TIMEOUT). */
+export const H2_SETTINGS_TIMEOUT_MS = 10_000;
+/** Graceful shutdown: wait this long for the PING that follows GOAWAY(2^31-1) before sending the real last stream id. */
+export const H2_GOAWAY_PING_TIMEOUT_MS = 5_000;
+/**
+ * Data waiting and nothing sent for this long — the connection window stays
+ * closed or the socket never drains: a peer that never opens its window or
+ * never reads holds our buffers and streams; close it (ENHANCE_YOUR_CALM).
+ * A stream window left closed alone is legitimate (a paused video) and costs
+ * only H2_STREAM_SEND_BUFFER_BYTES, so it does not count.
+ */
+export const H2_SEND_STALL_TIMEOUT_MS = 30_000;
+/** Initial capacity: one default-size frame plus its header fits without growing. */
+export const H2_WRITER_INITIAL_BYTES = 16 * 1024 + 9;
+/** `reset()` drops a buffer grown beyond this, so one burst does not pin memory for the connection's life. */
+export const H2_WRITER_RETAIN_BYTES = 256 * 1024;
+/** Compressed header block cap (HEADERS + CONTINUATIONs): 4× the default header-list cap, so legal lists always fit and the decoding work per block stays bounded. */
+export const H2_MAX_HEADER_BLOCK_BYTES = 64 * 1024;
+/** CONTINUATION frames allowed after one HEADERS: nghttp2's default; floods of tiny CONTINUATIONs (CVE-2024-27316 class) hit this first. */
+export const H2_MAX_CONTINUATION_FRAMES = 8;
+/** Longest content-length accepted: 15 digits stay below 2^53, so the value is exact as a JS number. */
+export const H2_MAX_CONTENT_LENGTH_DIGITS = 15;
+/** Largest dynamic table we advertise or use, per direction: each costs up to this much memory per connection. */
+export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
+/** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
+export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;

@@ -4,9 +4,7 @@
  * client, and the adapters that connect an `Exchange` to our HTTP/1.1 pool or
  * to an HTTP/2 backend stream.
  */
-import http2 from "node:http2";
 import { log } from "../obs/log.ts";
-import { isConnectError } from "./backend/connect.ts";
 import type { H2Client } from "./backend/h2.ts";
 import type { BackendPool, Client } from "./backend/pool.ts";
 import { targetFor, type BackendTarget } from "./backend/target.ts";
@@ -14,10 +12,11 @@ import type { L7Conn } from "./conn.ts";
 import { BODY_403, BODY_421, BODY_502_ERR, Exchange, type BackendStream, type FrontSide } from "./exchange.ts";
 import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "./h1/client.ts";
 import { serializeRequestHead, type ResponseHead } from "./h1/codec.ts";
-import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined, fieldsFromObject, fieldsToObject, type Fields } from "./headers.ts";
+import { H2_ERROR } from "./h2/errors.ts";
+import type { H2Stream } from "./h2/stream.ts";
+import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, type Fields } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
 
-const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 /** A request as the front parsed it. */
 export interface RequestIn {
@@ -178,78 +177,62 @@ class H1Side implements ResponseSink, BackendStream {
   }
 }
 
-// ---------------------------------------------------------------- HTTP/2 backends (node:http2 until our engine lands)
+// ---------------------------------------------------------------- HTTP/2 backends
 
 function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, fields: Fields, connectFailed: () => void): void {
-  const h = fieldsToObject(fields) as http2.OutgoingHttpHeaders;
-  h[":method"] = req.method;
-  h[":path"] = req.path;
-  h[":authority"] = authority;
-  h[":scheme"] = target.tls ? "https" : "http";
-  if (req.body === "length") h["content-length"] = String(req.contentLength);
-  let s: http2.ClientHttp2Stream;
-  try {
-    s = client.request(h, req.body === "none");
-  } catch (e) {
-    return ex.onError({ connect: false, code: (e as { code?: string }).code ?? "", message: (e as Error).message });
-  }
-  const side = new H2Side(ex, s, connectFailed);
-  ex.attach(side, "h2");
+  const f: Fields = [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path];
+  for (let i = 0; i < fields.length; i++) f.push(fields[i]!);
+  if (req.body === "length") f.push("content-length", String(req.contentLength));
+  client.stream(f, req.body === "none", (s, err) => {
+    if (s === null) {
+      if (err!.connect) connectFailed();
+      return ex.onError(err!);
+    }
+    if (ex.finished) return s.reset(H2_ERROR.CANCEL);
+    ex.attach(new H2Side(ex, s), "h2");
+  });
 }
 
-/** Connects an Exchange to one node:http2 client stream. */
+/**
+ * Connects an Exchange to one stream on our HTTP/2 client session. Response
+ * DATA is credited back to the backend only once the front has taken it:
+ * a slow client holds at most the stream window here.
+ */
 class H2Side implements BackendStream {
-  private trailers: Fields = [];
-  private ended = false;
+  private uncredited = 0;
 
   constructor(
     private readonly ex: Exchange,
-    private readonly s: http2.ClientHttp2Stream,
-    connectFailed: () => void,
+    private readonly s: H2Stream,
   ) {
-    s.on("response", (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
-      const status = Number(h[":status"]);
-      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || s.endAfterHeaders === true;
-      const cl = h["content-length"];
-      if (endStream) this.ended = true;
-      ex.onHead(status, clientResponseFields(fieldsFromObject(h), true), endStream, cl === undefined ? -1 : Number(cl));
-    });
-    s.on("data", (c: Buffer) => {
-      if (!ex.onData(c)) s.pause();
-    });
-    s.on("trailers", (t: http2.IncomingHttpHeaders) => {
-      this.trailers = clientResponseFields(fieldsFromObject(t), false);
-    });
-    s.on("end", () => {
-      this.ended = true;
-      ex.onEnd(this.trailers);
-    });
-    s.on("drain", () => ex.backendWritable());
-    s.on("error", (e: Error & { code?: string }) => {
-      const connect = isConnectError(e);
-      if (connect) connectFailed();
-      ex.onError({ connect, code: e.code ?? "", message: e.message });
-    });
-    s.on("close", () => {
-      if (this.ended) return;
-      ex.onError({ connect: false, code: "ERR_HTTP2_STREAM_ERROR", message: `backend reset the stream (code ${s.rstCode ?? 0})` });
-    });
+    s.onResponse = (status, fields, endStream) => {
+      const cl = field(fields, "content-length");
+      ex.onHead(status, clientResponseFields(fields, true), endStream, cl === undefined ? -1 : Number(cl));
+    };
+    s.onData = (chunk) => {
+      if (ex.onData(chunk) && this.uncredited === 0) s.consumed(chunk.byteLength);
+      else this.uncredited += chunk.byteLength;
+    };
+    s.onEnd = (trailers) => ex.onEnd(trailers ? clientResponseFields(trailers, false) : EMPTY_FIELDS);
+    s.onReset = (code, reason) => ex.onError({ connect: false, code: `H2_${code}`, message: `backend reset the stream (${reason})` });
+    s.onWritable = () => ex.backendWritable();
   }
 
   write(chunk: Uint8Array): boolean {
-    if (this.s.destroyed) return true;
-    // A copy: node:http2 may queue the chunk, which is only valid during this call.
-    return this.s.write(Buffer.from(chunk));
+    // A copy: the session may queue the chunk, which is only valid during this call.
+    return this.s.write(chunk.slice());
   }
-  end(_trailers: Fields | null): void {
-    // Request trailers towards an HTTP/2 backend are not relayed (node:http2 would need waitForTrailers per stream).
-    if (!this.s.destroyed) this.s.end();
+  end(trailers: Fields | null): void {
+    this.s.end(trailers && trailers.length ? trailers : null);
   }
   resume(): void {
-    this.s.resume();
+    const n = this.uncredited;
+    this.uncredited = 0;
+    if (n > 0) this.s.consumed(n);
   }
   cancel(): void {
-    if (!this.s.destroyed) this.s.close(NGHTTP2_CANCEL);
+    this.s.reset(H2_ERROR.CANCEL);
   }
 }
 
+const EMPTY_FIELDS: Fields = [];

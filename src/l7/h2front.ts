@@ -168,7 +168,8 @@ class H2StreamFront implements FrontSide {
   }
 
   data(chunk: Uint8Array): boolean {
-    return this.s.write(chunk);
+    // A copy: the session may queue it, and the backend's chunk is only valid during this call.
+    return this.s.write(chunk.slice());
   }
 
   end(trailers: Fields): void {

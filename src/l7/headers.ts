@@ -130,29 +130,3 @@ export function authorityHost(authority: string): string {
   if (h.endsWith(".")) h = h.slice(0, -1);
   return h.toLowerCase();
 }
-
-/** node:http2-style header object → flat list (array values become repeated fields). */
-export function fieldsFromObject(h: Record<string, string | string[] | number | undefined>): Fields {
-  const out: Fields = [];
-  for (const name in h) {
-    const v = h[name];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const one of v) out.push(name, one);
-    else out.push(name, String(v));
-  }
-  return out;
-}
-
-/** Flat list → node:http2-style object (repeated names become arrays, set-cookie always an array). */
-export function fieldsToObject(f: readonly string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i < f.length; i += 2) {
-    const name = f[i]!;
-    const v = f[i + 1]!;
-    const prev = out[name];
-    if (prev === undefined) out[name] = name === "set-cookie" ? [v] : v;
-    else if (Array.isArray(prev)) prev.push(v);
-    else out[name] = [prev, v];
-  }
-  return out;
-}

@@ -1,88 +1,265 @@
 /**
- * HTTP/2 backend connections (h2c with prior knowledge, or h2 over TLS).
- * Requests are multiplexed over as few sessions as the backend allows: a new
- * session opens only when every open one is at the peer's
- * SETTINGS_MAX_CONCURRENT_STREAMS. Sessions leave the pool on GOAWAY, error or
- * close and are replaced on demand; idle sessions close after `idleMs`.
+ * HTTP/2 towards one backend target, on our own session (src/l7/h2/): h2c
+ * with prior knowledge, or h2 over TLS (ALPN h2). Streams are multiplexed on
+ * as few connections as the peer's MAX_CONCURRENT_STREAMS allows (at most
+ * BACKEND_H2_MAX_CONNECTIONS); a session that got GOAWAY or ran out of stream
+ * ids takes no new streams and closes when its last one ends. Every dial
+ * owns its descriptor (src/l7/h1/dial.ts) and is bounded by connect_timeout;
+ * an idle session closes after idle_timeout.
  */
-import http2 from "node:http2";
-import { connectBackend } from "./connect.ts";
+import type { Socket, SocketHandler } from "bun";
+import { BACKEND_H2_MAX_CONNECTIONS } from "../../limits.ts";
+import { dialTcp, RAW_UNDER_TLS_HANDLERS, type DialClient } from "../h1/dial.ts";
+import { H2Session, type H2Transport } from "../h2/session.ts";
+import type { H2Stream } from "../h2/stream.ts";
 import type { BackendTarget } from "./target.ts";
-import { formatHostPort } from "../../net/addr.ts";
-import { BACKEND_H2_DEFAULT_MAX_STREAMS } from "../../limits.ts";
 
-interface Entry {
-  session: http2.ClientHttp2Session;
-  active: number;
-  usable: boolean;
+/** ALPN h2 in wire format. */
+const ALPN_H2 = Buffer.from("\x02h2", "latin1");
+
+export interface H2Failure {
+  connect: boolean;
+  code: string;
+  message: string;
 }
 
-const DEFAULT_MAX_STREAMS = BACKEND_H2_DEFAULT_MAX_STREAMS;
+/** What a request waiting for a session is told: a stream, or why there is none. */
+export type StreamCallback = (s: H2Stream | null, err: H2Failure | null) => void;
+
+interface Waiter {
+  fields: string[];
+  endStream: boolean;
+  cb: StreamCallback;
+}
 
 export class H2Client {
-  private entries: Entry[] = [];
+  private conns: H2Conn[] = [];
+  private waiting: Waiter[] = [];
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+  private closed = false;
 
   constructor(
-    private readonly target: BackendTarget,
-    private readonly proxyHeader: Uint8Array | null,
-    private readonly connectTimeoutMs: number,
-    private readonly idleMs: number,
+    readonly target: BackendTarget,
+    readonly proxyHeader: Uint8Array | null,
+    readonly connectTimeoutMs: number,
+    readonly idleMs: number,
   ) {}
 
   /**
-   * Opens a stream for `headers` (pseudo-headers included) on a session with
-   * room for it. Connection failures arrive as the stream's 'error'.
+   * Opens a stream for `fields` (pseudo-headers first) — synchronously when a
+   * connected session has room, else once one is dialed. `cb` runs once.
    */
-  request(headers: http2.OutgoingHttpHeaders, endStream: boolean): http2.ClientHttp2Stream {
-    const e = this.pick();
-    e.active++;
-    const stream = e.session.request(headers, { endStream });
-    stream.once("close", () => {
-      e.active--;
-    });
-    return stream;
+  stream(fields: string[], endStream: boolean, cb: StreamCallback): void {
+    if (this.closed) return cb(null, { connect: true, code: "EPOOLCLOSED", message: "backend pool closed" });
+    for (const c of this.conns) {
+      if (!c.ready) continue;
+      const s = c.session!.request(fields, endStream);
+      if (s !== null) return cb(s, null);
+    }
+    this.waiting.push({ fields, endStream, cb });
+    // A dial in progress will take the waiters; else open one more connection.
+    if (this.conns.some((c) => !c.ready && !c.failed)) return;
+    if (this.conns.length >= BACKEND_H2_MAX_CONNECTIONS) {
+      // Every connection is full: the waiters go out as streams end (see streamsFreed).
+      return;
+    }
+    this.dial();
   }
 
-  /** Closes every session (graceful: streams in flight finish). */
+  /** Closes every session (streams in flight are cut). */
   close(): void {
-    for (const e of this.entries) {
-      e.usable = false;
-      e.session.close();
-    }
-    this.entries = [];
+    this.closed = true;
+    for (const c of this.conns) c.close();
+    this.conns = [];
+    this.failWaiters({ connect: true, code: "EPOOLCLOSED", message: "backend pool closed" });
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
   }
 
-  private pick(): Entry {
-    for (const e of this.entries) {
-      if (!e.usable) continue;
-      const max = e.session.remoteSettings?.maxConcurrentStreams ?? DEFAULT_MAX_STREAMS;
-      if (e.active < Math.min(max, 0x7fffffff)) return e;
+  private dial(): void {
+    const c = new H2Conn(this);
+    this.conns.push(c);
+    c.start();
+    if (!this.sweeper) {
+      this.sweeper = setInterval(this.sweep, Math.max(50, Math.min(1000, this.idleMs / 4)));
+      this.sweeper.unref?.();
     }
-    return this.open();
   }
 
-  private open(): Entry {
-    const t = this.target;
-    const scheme = t.tls ? "https" : "http";
-    const session = http2.connect(`${scheme}://${formatHostPort(t.host, t.port)}`, {
-      createConnection: () => connectBackend(t, { proxyHeader: this.proxyHeader, alpn: ["h2"], timeoutMs: this.connectTimeoutMs }),
+  private readonly sweep = (): void => {
+    const now = Date.now();
+    for (const c of this.conns) c.session?.tick(now);
+  };
+
+  /** A connection is ready (or has room again): give the waiters streams. */
+  serveWaiters(c: H2Conn): void {
+    while (this.waiting.length > 0 && c.ready) {
+      const w = this.waiting[0]!;
+      const s = c.session!.request(w.fields, w.endStream);
+      if (s === null) break;
+      this.waiting.shift();
+      w.cb(s, null);
+    }
+    if (this.waiting.length > 0 && this.conns.length < BACKEND_H2_MAX_CONNECTIONS && !this.conns.some((x) => !x.ready && !x.failed)) this.dial();
+  }
+
+  /** A dial failed: the waiters fail with it (one 502 each). */
+  dialFailed(c: H2Conn, err: H2Failure): void {
+    this.remove(c);
+    this.failWaiters(err);
+  }
+
+  remove(c: H2Conn): void {
+    const i = this.conns.indexOf(c);
+    if (i >= 0) this.conns.splice(i, 1);
+    if (this.conns.length === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+    if (this.waiting.length > 0 && !this.closed && this.conns.length === 0) this.dial();
+  }
+
+  private failWaiters(err: H2Failure): void {
+    const w = this.waiting;
+    this.waiting = [];
+    for (const x of w) x.cb(null, err);
+  }
+}
+
+type ConnSock = Socket<H2Conn>;
+
+const handlers: SocketHandler<H2Conn> = {
+  open() {},
+  handshake(s, ok, err) {
+    s.data.onHandshake(ok, err);
+  },
+  data(s, d) {
+    s.data.session?.receive(d);
+  },
+  drain(s) {
+    s.data.session?.drained();
+  },
+  end(s) {
+    s.data.onClosed(undefined);
+  },
+  close(s, err) {
+    s.data.onClosed(err);
+  },
+  error(s, err) {
+    s.data.onClosed(err);
+  },
+};
+
+/** One backend connection and its session. */
+class H2Conn implements DialClient, H2Transport {
+  session: H2Session | null = null;
+  ready = false;
+  failed = false;
+  /** Bun's node:net writes this onto the data object after 'connect' (see dial.ts). */
+  req: unknown = null;
+  private sock: ConnSock | null = null;
+  private pendingDial: { destroy(): void } | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(private readonly owner: H2Client) {}
+
+  start(): void {
+    const t = this.owner.target;
+    this.timer = setTimeout(() => this.fail({ connect: true, code: "ETIMEDOUT", message: `connect to ${t.host}:${t.port} timed out after ${this.owner.connectTimeoutMs}ms` }), this.owner.connectTimeoutMs);
+    this.pendingDial = dialTcp(t.host, t.port, handlers, this);
+  }
+
+  onTcpConnected(socket: Socket<this>): void {
+    this.pendingDial = null;
+    if (this.failed) return socket.terminate();
+    let s = socket as unknown as ConnSock;
+    const header = this.owner.proxyHeader;
+    if (header) s.write(header);
+    const tls = this.owner.target.tls;
+    if (tls) {
+      s.reload({ socket: RAW_UNDER_TLS_HANDLERS as SocketHandler<H2Conn> });
+      const [, t] = s.upgradeTLS<H2Conn>({
+        tls: { serverName: tls.servername === "" ? undefined : tls.servername, rejectUnauthorized: tls.rejectUnauthorized, ca: tls.ca, ALPNProtocols: ALPN_H2 },
+        socket: handlers,
+        data: this,
+      });
+      this.sock = t;
+      return; // ready after the handshake
+    }
+    this.sock = s;
+    this.ready_();
+  }
+
+  onTcpError(code: string, message: string): void {
+    this.pendingDial = null;
+    this.fail({ connect: true, code, message });
+  }
+
+  onHandshake(ok: boolean, err: Error | null): void {
+    if (this.ready || this.failed) return;
+    const code = (err as { code?: string } | null)?.code ?? "ERR_TLS_HANDSHAKE";
+    const verifyOnly = err !== null && code !== "EPROTO" && !code.startsWith("ERR_SSL") && code !== "ERR_TLS_HANDSHAKE";
+    if (ok || (verifyOnly && this.owner.target.tls?.rejectUnauthorized === false)) this.ready_();
+    else this.fail({ connect: true, code, message: err?.message ?? "TLS handshake failed" });
+  }
+
+  private ready_(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.session = new H2Session(this, {
+      role: "client",
+      idleTimeoutMs: this.owner.idleMs,
+      onGoaway: () => this.owner.serveWaiters(this),
+      onClose: () => this.gone(),
     });
-    const e: Entry = { session, active: 0, usable: true };
-    this.entries.push(e);
-    const retire = () => {
-      e.usable = false;
-      const i = this.entries.indexOf(e);
-      if (i >= 0) this.entries.splice(i, 1);
-    };
-    session.on("error", retire); // streams see the error themselves
-    session.on("goaway", retire);
-    session.on("close", retire);
-    session.setTimeout(this.idleMs, () => {
-      if (e.active === 0) {
-        retire();
-        session.close();
-      }
-    });
-    return e;
+    this.ready = true;
+    this.owner.serveWaiters(this);
+  }
+
+  onClosed(err: Error | undefined): void {
+    if (!this.ready) {
+      const code = (err as { code?: string } | undefined)?.code ?? "ECONNRESET";
+      return this.fail({ connect: true, code, message: err?.message ?? "backend closed the connection while connecting" });
+    }
+    this.session?.transportClosed(err);
+    this.gone();
+  }
+
+  private fail(err: H2Failure): void {
+    if (this.failed || this.ready) return;
+    this.failed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.pendingDial?.destroy();
+    this.pendingDial = null;
+    this.sock?.terminate();
+    this.owner.dialFailed(this, err);
+  }
+
+  private gone(): void {
+    if (!this.ready) return;
+    this.ready = false;
+    this.failed = true;
+    this.owner.remove(this);
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.pendingDial?.destroy();
+    this.session?.destroy();
+    this.sock?.terminate();
+    this.failed = true;
+    this.ready = false;
+  }
+
+  // H2Transport
+  write(data: Uint8Array): number {
+    return this.sock ? this.sock.write(data) : -1;
+  }
+  shutdown(): void {
+    this.sock?.end();
+  }
+  terminate(): void {
+    this.sock?.terminate();
   }
 }

@@ -12,7 +12,7 @@
  */
 import { CR, HTAB, LF, SP, indexOfCrlfCrlf, isFieldName, isFieldValue, latin1, parseFieldLines } from "./bytes.ts";
 import { type H1Error, type H1ErrorStatus, h1Error } from "./errors.ts";
-import { H1_DEFAULT_LIMITS, type H1Limits } from "./limits.ts";
+import { H1_DEFAULT_LIMITS, type H1Limits } from "./bounds.ts";
 
 export type BodySink = (data: Uint8Array) => void;
 

@@ -21,18 +21,14 @@
  * - No response timeout here: the caller owns `backend_timeout` and calls
  *   `cancel()`.
  */
-import { BACKEND_H1_MAX_SOCKETS } from "../../limits.ts";
+import { BACKEND_H1_MAX_SOCKETS, H1_CLIENT_MAX_QUEUED, H1_CLIENT_SWEEP_MAX_MS, H1_CLIENT_SWEEP_MIN_MS } from "../../limits.ts";
+
+export { H1_CLIENT_MAX_QUEUED };
 import type { BackendTarget } from "../backend/target.ts";
 import { B_CHUNKED, B_LENGTH, B_NONE, BackendConn, type ConnOwner, Exchange } from "./connection.ts";
 import type { ResponseHead } from "./head.ts";
 
 // Limits (to move to src/limits.ts).
-/** Requests waiting for a connection per backend once all its connections are busy: a burst of 4× the socket cap, then fail fast (EPOOLFULL) instead of queueing without bound. */
-export const H1_CLIENT_MAX_QUEUED = 4 * BACKEND_H1_MAX_SOCKETS;
-/** Idle sweeps run at a quarter of idleTimeoutMs (eviction within 125% of it), but not more often than this… */
-export const H1_CLIENT_SWEEP_MIN_MS = 20;
-/** …nor less often than this, so a long idle timeout is still honoured to within a second. */
-export const H1_CLIENT_SWEEP_MAX_MS = 1000;
 /** setTimeout fires at once above 2^31-1 ms (BUN-NOTES): every duration is capped to it. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

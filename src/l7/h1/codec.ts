@@ -9,7 +9,7 @@
  *   if (h.kind === "more") wait; if (h.kind === "error") answer h.status, close;
  *   start += h.length; body: h.framing → LengthDecoder / ChunkedDecoder.push(...)
  */
-export * from "./limits.ts";
+export * from "./bounds.ts";
 export * from "./errors.ts";
 export { isFieldName, isFieldValue } from "./bytes.ts";
 export * from "./head.ts";

@@ -17,7 +17,7 @@ import type net from "node:net";
 import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
-import { H1_MAX_HEAD_BYTES } from "./limits.ts";
+import { H1_MAX_HEAD_BYTES } from "./bounds.ts";
 import { type DialClient, dialTcp, startTls } from "./dial.ts";
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
 

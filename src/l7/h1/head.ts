@@ -33,7 +33,7 @@
  */
 import { CR, HTAB, LF, SP, TARGET_CHAR, TOKEN, indexOfCrlfCrlf, indexOfLf, latin1, parseFieldLines } from "./bytes.ts";
 import { type H1Error, type H1ErrorReason, type H1ErrorStatus, NEED_MORE, type NeedMore, h1Error } from "./errors.ts";
-import { H1_DEFAULT_LIMITS, type H1Limits } from "./limits.ts";
+import { H1_DEFAULT_LIMITS, type H1Limits } from "./bounds.ts";
 
 export type H1Version = "1.0" | "1.1";
 

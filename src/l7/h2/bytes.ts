@@ -3,11 +3,10 @@
  * direction, reused: `reset()` keeps the allocation, so steady-state encoding
  * allocates nothing. Hot loops write `buf[len++]` directly after `ensure(n)`.
  */
+import { H2_WRITER_INITIAL_BYTES, H2_WRITER_RETAIN_BYTES } from "../../limits.ts";
 
-/** Initial capacity: one default-size frame plus its header fits without growing. */
-export const H2_WRITER_INITIAL_BYTES = 16 * 1024 + 9;
-/** `reset()` drops a buffer grown beyond this, so one burst does not pin memory for the connection's life. */
-export const H2_WRITER_RETAIN_BYTES = 256 * 1024;
+export { H2_WRITER_INITIAL_BYTES, H2_WRITER_RETAIN_BYTES };
+
 
 export class ByteWriter {
   /** Backing store; only `buf[0, len)` is meaningful. Replaced when it grows: do not keep references across appends. */

@@ -19,6 +19,9 @@
 
 import { ByteWriter } from "./bytes.ts";
 import { connError, H2_ERROR, H2Error, streamError } from "./errors.ts";
+import { H2_MAX_HEADER_BLOCK_BYTES, H2_MAX_CONTINUATION_FRAMES } from "../../limits.ts";
+
+export { H2_MAX_HEADER_BLOCK_BYTES, H2_MAX_CONTINUATION_FRAMES };
 
 /** RFC 9113 §4.2 initial (and smallest allowed) SETTINGS_MAX_FRAME_SIZE. */
 export const H2_DEFAULT_MAX_FRAME_SIZE = 16384;
@@ -28,10 +31,6 @@ export const H2_MAX_FRAME_SIZE_LIMIT = 16777215;
 export const H2_MAX_WINDOW_SIZE = 0x7fffffff;
 /** RFC 9113 §6.5.2 initial SETTINGS_INITIAL_WINDOW_SIZE. */
 export const H2_DEFAULT_INITIAL_WINDOW_SIZE = 65535;
-/** Compressed header block cap (HEADERS + CONTINUATIONs): 4× the default header-list cap, so legal lists always fit and the decoding work per block stays bounded. */
-export const H2_MAX_HEADER_BLOCK_BYTES = 64 * 1024;
-/** CONTINUATION frames allowed after one HEADERS: nghttp2's default; floods of tiny CONTINUATIONs (CVE-2024-27316 class) hit this first. */
-export const H2_MAX_CONTINUATION_FRAMES = 8;
 
 /** Octets of the fixed frame header (§4.1). */
 export const FRAME_HEADER_BYTES = 9;

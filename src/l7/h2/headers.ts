@@ -13,9 +13,10 @@
  */
 
 import { H2_ERROR, H2Error, streamError } from "./errors.ts";
+import { H2_MAX_CONTENT_LENGTH_DIGITS } from "../../limits.ts";
 
-/** Longest content-length accepted: 15 digits stay below 2^53, so the value is exact as a JS number. */
-export const H2_MAX_CONTENT_LENGTH_DIGITS = 15;
+export { H2_MAX_CONTENT_LENGTH_DIGITS };
+
 
 export interface RequestHead {
   method: string;

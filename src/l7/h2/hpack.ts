@@ -29,13 +29,12 @@
 import { asBuffer, ByteWriter, latin1 } from "./bytes.ts";
 import { connError, H2_ERROR, H2Error } from "./errors.ts";
 import { huffmanDecode, huffmanEncode, huffmanLength } from "./huffman.ts";
+import { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
+
+export { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES };
 
 /** RFC 9113 §6.5.2 initial SETTINGS_HEADER_TABLE_SIZE; both tables start here. */
 export const H2_HPACK_DEFAULT_TABLE_SIZE = 4096;
-/** Largest dynamic table we advertise or use, per direction: each costs up to this much memory per connection. */
-export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
-/** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
-export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 /** Size updates allowed at the start of one block: RFC 7541 §4.2 needs at most two (the smallest setting, then the final one). */
 export const H2_HPACK_MAX_SIZE_UPDATES = 2;
 /** Largest HPACK integer accepted: indices, lengths and sizes we accept are all far below 2^31. */

@@ -8,13 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { ByteWriter } from "../../../src/l7/h2/bytes.ts";
 import { H2_ERROR } from "../../../src/l7/h2/errors.ts";
 import { H2_FLAG, H2_FRAME, H2_MAX_CONTINUATION_FRAMES, H2_SETTING } from "../../../src/l7/h2/frame.ts";
-import {
-  H2_GLITCH_BURST,
-  H2_MAX_CONCURRENT_STREAMS,
-  H2_MAX_REFUSED_STREAMS,
-  H2_MAX_QUEUED_CONTROL_FRAMES,
-  H2_RAPID_RESET_BURST,
-} from "../../../src/l7/h2/limits.ts";
+import { H2_GLITCH_BURST, H2_MAX_CONCURRENT_STREAMS, H2_MAX_REFUSED_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_RAPID_RESET_BURST } from "../../../src/limits.ts";
 import type { H2Stream } from "../../../src/l7/h2/stream.ts";
 import { GET, POST, RawPeer } from "./wire.ts";
 

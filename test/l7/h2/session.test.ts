@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { H2_ERROR } from "../../../src/l7/h2/errors.ts";
 import { H2_FRAME, H2_SETTING } from "../../../src/l7/h2/frame.ts";
-import { H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/l7/h2/limits.ts";
+import { H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
 import type { H2Stream } from "../../../src/l7/h2/stream.ts";
 import { GET, POST, pair, RawPeer, settle } from "./wire.ts";
 
