@@ -2,8 +2,15 @@
  * L4: dials the route's backend. Client bytes that arrive meanwhile join the
  * peeked bytes (and pause the client); once connected, the relay takes the
  * backend socket, the client socket and every peeked byte, in one hand-off.
+ *
+ * The dial owns its descriptor (src/l7/h1/dial.ts: node:net's connect, whose
+ * native handle we take over once connected): at `connect_timeout` the
+ * connect is destroyed and the descriptor closed at once. `Bun.connect` gives
+ * no handle before the connect completes, so a black-holed backend kept every
+ * timed-out descriptor in SYN_SENT for ~2 minutes (SPEC §4 rev 3).
  */
-import type { Socket } from "bun";
+import type { Socket, SocketHandler } from "bun";
+import { dialTcp, type DialClient } from "../l7/h1/dial.ts";
 import { parseHostPort } from "../net/addr.ts";
 import type { RouteRecord } from "../records.ts";
 import type { RouteEntry } from "../state/state.ts";
@@ -44,11 +51,15 @@ function targetOf(r: RouteRecord): { host: string; port: number } | null {
   return t;
 }
 
-export class DialStage extends Stage implements BackendPeer {
+export class DialStage extends Stage implements BackendPeer, DialClient {
   private readonly deadline: number;
   private clientEnded = false;
   /** Still waiting for the connect (false once connected, failed, or given up). */
   private dialing = true;
+  /** The connect in progress: destroying it closes the descriptor. */
+  private pending: { destroy(): void } | null = null;
+  /** Bun's node:net writes this onto the data object after 'connect' (see dial.ts). */
+  req: unknown = null;
 
   constructor(
     conn: Conn,
@@ -67,13 +78,18 @@ export class DialStage extends Stage implements BackendPeer {
       this.failed(`bad backend address: ${rec.backend}`);
       return;
     }
-    Bun.connect<BackendPeer>({
-      hostname: target.host,
-      port: target.port,
-      allowHalfOpen: true,
-      data: this,
-      socket: backendHandlers,
-    }).catch((e: Error) => this.failed(e));
+    // Half-open: the relay passes each side's FIN on while the other direction flows.
+    this.pending = dialTcp(target.host, target.port, backendHandlers as unknown as SocketHandler<DialStage>, this, true);
+  }
+
+  onTcpConnected(s: Socket<this>): void {
+    this.pending = null;
+    this.backendOpen(s as unknown as BackendSocket);
+  }
+
+  onTcpError(code: string, message: string): void {
+    this.pending = null;
+    this.failed(code || message);
   }
 
   /** The first bytes the backend gets: [our PROXY v2 header] + everything peeked. */
@@ -105,6 +121,8 @@ export class DialStage extends Stage implements BackendPeer {
 
   onClose(): void {
     this.dialing = false;
+    this.pending?.destroy();
+    this.pending = null;
     this.conn.fail("error", "client closed while connecting");
     this.conn.finish();
   }
@@ -115,6 +133,8 @@ export class DialStage extends Stage implements BackendPeer {
 
   override cut(): void {
     this.dialing = false;
+    this.pending?.destroy();
+    this.pending = null;
     super.cut();
   }
 
@@ -145,6 +165,8 @@ export class DialStage extends Stage implements BackendPeer {
   private failed(e: Error | string): void {
     if (!this.dialing) return;
     this.dialing = false;
+    this.pending?.destroy();
+    this.pending = null;
     const conn = this.conn;
     conn.lc.metrics.backendConnectFailure("l4");
     conn.fail("backend_connect_failed", typeof e === "string" ? e : ((e as NodeJS.ErrnoException).code ?? e.message));

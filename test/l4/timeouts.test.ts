@@ -126,3 +126,29 @@ test("connect_timeout closes the client when the backend never answers, outcome 
   const line = await waitUntil(() => logs.conns().find((l) => l.client === `127.0.0.1:${c.localPort()}`), 5000, "conn log");
   expect(line).toMatchObject({ outcome: "backend_connect_failed", reason: "connect_timeout", route: "unreachable.test" });
 });
+
+/** SYN_SENT sockets towards `port` (ss from iproute2). */
+function synSentTo(port: number): number {
+  const r = Bun.spawnSync(["ss", "-Htn", "state", "syn-sent", "dst", `127.0.0.1:${port}`]);
+  return r.stdout.toString().split("\n").filter((l) => l.trim() !== "").length;
+}
+
+test("timed-out connects to a black-holed backend keep no descriptor past connect_timeout + 1 s (SPEC §4 rev 3)", async () => {
+  const baseline = synSentTo(blackhole.port); // the blackhole's own queue probes, if any
+  const hello = await realHello("unreachable.test");
+  const clients = await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      const c = rawConnect(proxy.port());
+      await c.connected;
+      await writeAll(c.socket, hello);
+      return c;
+    }),
+  );
+  // The dials are in flight now.
+  await waitUntil(() => synSentTo(blackhole.port) >= baseline + 50, 5000, "50 connects in SYN_SENT");
+  // connect_timeout is 1 s: within connect_timeout + 1 s every descriptor is gone
+  // (the clients stay connected: it is the timeout that must free them).
+  await Bun.sleep(2000);
+  expect(synSentTo(blackhole.port)).toBe(baseline);
+  for (const c of clients) c.socket.destroy();
+});

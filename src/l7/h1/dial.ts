@@ -40,8 +40,8 @@ export interface DialClient {
  * success the native handle is moved to `handlers` with `client` as its data,
  * and `client.onTcpConnected` runs; the net.Socket is then inert.
  */
-export function dialTcp<C extends DialClient>(host: string, port: number, handlers: SocketHandler<C>, client: C): net.Socket {
-  const s = net.connect({ host, port });
+export function dialTcp<C extends DialClient>(host: string, port: number, handlers: SocketHandler<C>, client: C, allowHalfOpen = false): net.Socket {
+  const s = net.connect({ host, port, allowHalfOpen });
   s.once("connect", () => {
     const h = (s as unknown as { _handle: Socket<C> | null })._handle;
     (s as unknown as { _handle: null })._handle = null;

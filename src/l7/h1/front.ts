@@ -319,9 +319,11 @@ export class H1Front implements ProtocolFront, FrontSide {
     if (chunk.byteLength === 0) return true;
     if (this.chunkedOut) {
       this.out(Buffer.from(chunk.byteLength.toString(16) + "\r\n", "latin1"));
-      this.out(chunk.slice());
+      this.out(chunk);
       this.out(CRLF);
-    } else this.out(chunk.slice());
+    } else this.out(chunk);
+    // Written now (with the head, if it still waits): the chunk is only valid during this call.
+    this.flush();
     this.lastActivity = this.conn.ctx.now();
     return this.pending === null || this.pending.byteLength < H1_RESPONSE_HIGH_WATER_BYTES;
   }
@@ -331,6 +333,7 @@ export class H1Front implements ProtocolFront, FrontSide {
       const last = encodeLastChunk(trailers);
       this.out(last instanceof Uint8Array ? last : encodeLastChunk() as Uint8Array);
     }
+    this.flush();
     this.finishResponse();
   }
 
@@ -400,7 +403,10 @@ export class H1Front implements ProtocolFront, FrontSide {
     if (this.clientEnded) this.closeWhenFlushed();
   }
 
-  /** Queues bytes for the socket; everything queued in one event-loop turn goes out as one write. */
+  /**
+   * Queues bytes for the socket: a head waits for its body (one write, one TLS
+   * record burst) until `data`/`end` flush, or a microtask when none follows.
+   */
   private out(b: Uint8Array): void {
     this.batch.push(b);
     this.batchBytes += b.byteLength;
@@ -423,7 +429,8 @@ export class H1Front implements ProtocolFront, FrontSide {
     }
     const n = this.conn.write(data);
     if (n < 0) return;
-    if (n < data.byteLength) this.pending = data.subarray(n);
+    // What the socket did not take is kept as a copy (`data` may be a view of a backend chunk).
+    if (n < data.byteLength) this.pending = data.slice(n);
     else if (this.shutdownWhenFlushed) this.conn.closeGently();
   };
 
