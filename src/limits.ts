@@ -32,8 +32,8 @@ export const L7_CLOSE_GRACE_MS = 1000;
 
 /** HTTP/2 connections per backend target: streams are multiplexed, a second connection opens only when the peer's MAX_CONCURRENT_STREAMS is reached. */
 export const BACKEND_H2_MAX_CONNECTIONS = 16;
-/** HTTP/1.1 connections per backend address; past this, requests wait for a free one. */
-export const BACKEND_H1_MAX_SOCKETS = 256;
+/** HTTP/1.1 connections per backend address (one per request in flight: 32 h2 clients × 10 streams need 320); past this, requests wait (H1_CLIENT_MAX_QUEUED). */
+export const BACKEND_H1_MAX_SOCKETS = 512;
 /** `backend_protocol = auto` in cleartext: a backend silent this long after our h2 preface is taken for HTTP/1.1 (capped by connect_timeout). */
 export const BACKEND_PROBE_ANSWER_MS = 2000;
 
