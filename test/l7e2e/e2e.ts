@@ -41,9 +41,13 @@ export interface Pki {
   b: CertFiles;
 }
 let pki: Pki | null = null;
-/** One CA; a.test and b.test each on their OWN certificate (CN = name, one SAN). */
+/**
+ * One CA; a.test and b.test each on their OWN certificate (CN = name, one SAN).
+ * Made again when a previous test file's cleanupCerts() removed the files
+ * (test files share this module in one `bun test` process).
+ */
 export function e2ePki(): Pki {
-  if (!pki) {
+  if (!pki || !existsSync(pki.ca.certPath) || !existsSync(pki.a.keyPath) || !existsSync(pki.b.keyPath)) {
     const ca = makeCA("mc-proxy l7e2e CA");
     pki = { ca, a: makeLeaf(ca, ["a.test"]), b: makeLeaf(ca, ["b.test"]) };
   }
