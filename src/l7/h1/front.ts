@@ -270,8 +270,11 @@ export class H1Front implements ProtocolFront, FrontSide {
   private badBody(e: H1Error): void {
     this.state = State.Done;
     this.closeAfter = true;
-    if (this.ex && !this.headSent) this.ex.fail(e.status, `${e.status} ${reasonPhrase(e.status)}: ${e.reason}\n`, `request body: ${e.reason}`);
-    else this.conn.abort();
+    if (this.ex && !this.headSent) {
+      this.ex.fail(e.status, `${e.status} ${reasonPhrase(e.status)}: ${e.reason}\n`, `request body: ${e.reason}`);
+      // finishResponse() leaves a Done front alone: close here, or the connection stays open until idle_timeout.
+      this.closeWhenFlushed();
+    } else this.conn.abort();
   }
 
   private headTimedOut(): void {

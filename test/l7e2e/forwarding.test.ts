@@ -1,0 +1,98 @@
+/**
+ * Forwarding headers are set, never trusted from the client (SPEC §5):
+ * X-Forwarded-Host/-Port/-Prefix, X-Client-IP, True-Client-IP and the older
+ * X-Forwarded-For, X-Real-IP, X-Forwarded-Proto, Forwarded never reach the
+ * backend with the client's values, in any letter case, repeated, or over
+ * HTTP/2; X-Forwarded-For and X-Real-IP are the real client, and
+ * X-Forwarded-Proto is https. Hop-by-hop and Connection-named headers are
+ * dropped too.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, startRawBackend, tlsClient, type RawBackend, type SeenRequest, type ServerProc } from "./e2e.ts";
+
+let be: RawBackend;
+let p: ServerProc;
+let port: number;
+
+beforeAll(async () => {
+  e2ePki();
+  be = await startRawBackend();
+  p = await startProxy([route({ backend: be.addr })]);
+  port = p.port();
+});
+
+afterAll(async () => {
+  await p?.stop();
+  await be?.stop();
+  killAllServers();
+  cleanupCerts();
+});
+
+const FORGED: [string, string][] = [
+  ["X-Forwarded-Host", "evil.example"],
+  ["X-Forwarded-Port", "8443"],
+  ["X-Forwarded-Prefix", "/evil"],
+  ["X-Client-IP", "203.0.113.7"],
+  ["True-Client-IP", "203.0.113.8"],
+  ["X-Forwarded-For", "203.0.113.9"],
+  ["X-Real-IP", "203.0.113.10"],
+  ["X-Forwarded-Proto", "http"],
+  ["Forwarded", "for=203.0.113.11;proto=http;host=evil.example"],
+];
+const STRIPPED = ["x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix", "x-client-ip", "true-client-ip", "forwarded"];
+
+function checkClean(seen: SeenRequest): void {
+  for (const name of STRIPPED) expect(seen.headers.get(name)).toBeUndefined();
+  expect(seen.headers.get("x-forwarded-for")).toEqual(["127.0.0.1"]);
+  expect(seen.headers.get("x-real-ip")).toEqual(["127.0.0.1"]);
+  expect(seen.headers.get("x-forwarded-proto")).toEqual(["https"]);
+  // No forged value anywhere in the head, whatever header carries it.
+  for (const [, v] of FORGED) if (v !== "http" && v !== "8443") expect(seen.rawHead).not.toContain(v);
+  expect(seen.headers.get("x-kept")).toEqual(["yes"]); // ordinary headers do pass
+}
+
+describe("client forwarding headers never reach the backend", () => {
+  for (const proto of ["--http1.1", "--http2"]) {
+    test(`${proto}: every forged forwarding header is removed; XFF / X-Real-IP are the real client, proto https`, async () => {
+      const path = `/fwd-${proto.slice(2)}`;
+      const args = [proto, "-H", "X-Kept: yes"];
+      for (const [k, v] of FORGED) args.push("-H", `${k}: ${v}`);
+      const r = await curl(port, path, args);
+      expect(r.status).toBe(200);
+      checkClean(be.seen.find((s) => s.path === path)!);
+    });
+  }
+
+  test("HTTP/1.1 raw: repeated, odd-case and Connection-named variants are all removed", async () => {
+    const c = await tlsClient(port);
+    const lines = [
+      "GET /fwd-raw HTTP/1.1",
+      "Host: a.test",
+      "x-forwarded-host: evil.example",
+      "X-FORWARDED-HOST: evil.example",
+      "x-Forwarded-Port: 8443",
+      "X-Forwarded-Prefix: /evil",
+      "x-client-ip: 203.0.113.7",
+      "TRUE-CLIENT-IP: 203.0.113.8",
+      "X-Forwarded-For: 203.0.113.9",
+      "X-Forwarded-For: 203.0.113.12, 203.0.113.13",
+      "x-real-ip: 203.0.113.10",
+      "X-Forwarded-Proto: http",
+      "forwarded: for=203.0.113.11",
+      "X-Kept: yes",
+      "X-Secret: hop",
+      "Keep-Alive: timeout=5",
+      "Proxy-Connection: keep-alive",
+      "Connection: close, X-Secret",
+      "",
+      "",
+    ];
+    c.sock.write(lines.join("\r\n"));
+    expect(await c.closed(5000)).toBe(true);
+    expect(c.text()).toStartWith("HTTP/1.1 200");
+    const seen = be.seen.find((s) => s.path === "/fwd-raw")!;
+    checkClean(seen);
+    for (const h of ["x-secret", "keep-alive", "proxy-connection"]) expect(seen.headers.get(h)).toBeUndefined();
+    expect(seen.rawHead).not.toContain("203.0.113.12");
+  });
+});
