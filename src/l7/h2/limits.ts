@@ -14,6 +14,13 @@ export const H2_STREAM_WINDOW_BYTES = 256 * 1024;
 export const H2_CONNECTION_WINDOW_BYTES = 1024 * 1024;
 /** Bytes one stream may queue for sending before write() says "pause": a peer that never opens its window costs at most this per stream. */
 export const H2_STREAM_SEND_BUFFER_BYTES = 64 * 1024;
+/**
+ * …but while the peer's stream window is smaller than that, write() says
+ * "pause" at max(this, the window): a slow reader (SETTINGS_INITIAL_WINDOW_SIZE
+ * 0, a window never reopened) makes us hold one frame's worth per stream,
+ * not H2_STREAM_SEND_BUFFER_BYTES (50 such streams: 0.8 MiB, not 3.2 MiB).
+ */
+export const H2_STREAM_SEND_BUFFER_MIN_BYTES = 16 * 1024;
 /** DATA pulled from stream queues per write: one socket write (≈ four TLS records) without holding much when the socket is slow. */
 export const H2_OUTPUT_BATCH_BYTES = 64 * 1024;
 /** Recently closed stream ids remembered, to tell "in flight after our RST_STREAM" (ignore) from "after END_STREAM" (STREAM_CLOSED). */

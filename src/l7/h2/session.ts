@@ -1102,7 +1102,7 @@ export class H2Session implements StreamHost {
       s.sendWindow -= n;
       this.sendConnWindow -= n;
       this.stalledSince = -1;
-      if (s.wantWritable && s.queued < this.sendBufferBytes) {
+      if (s.wantWritable && s.queued < s.sendCap()) {
         s.wantWritable = false;
         this.writable.push(s);
       }
