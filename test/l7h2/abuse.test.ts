@@ -54,17 +54,17 @@ const SETTINGS_INITIAL_WINDOW_SIZE = 4;
  * peak above the bytes any limit lets them hold.
  */
 const MEM_BOUND_KIB: Record<string, number> = {
-  rapid_reset: 8192, // 5 connections × 500 streams opened and reset: +4.0 … 5.5 MiB
+  rapid_reset: 8192, // 5 connections × 500 streams opened and reset: +3.6 … 5.5 MiB
   continuation_flood: 4096, // 10 connections, header block capped at 64 KiB: +1.8 … 2.0 MiB
-  hpack_bomb: 12288, // 3 × 101 bombs of 48 MB decoded each (4.5 MB of frames): +7.7 … 9.7 MiB peak, ≈ +3.5 MiB after
+  hpack_bomb: 16384, // 3 × 101 bombs of 48 MB decoded each (4.5 MB of frames): +7.7 … 11.6 MiB peak (garbage), +1.2 … 3.5 MiB after
   ping_flood: 4096, // 5 × 5000 PINGs: +0.6 … 1.0 MiB
   settings_flood: 4096, // 5 × 5000 SETTINGS: +1.5 … 2.0 MiB
   empty_data_flood: 4096, // 5 × 5000 empty DATA: +1.7 … 2.2 MiB
   small_window_update_flood: 4096, // 5 × 5000 WINDOW_UPDATE(+1): +0.9 MiB
   concurrent_streams: 4096, // 100 held + 200 refused streams: +0.9 … 1.9 MiB
-  never_opens_window: 12288, // 20 streams × 4 MiB asked, 30 s: +5.4 … 8.6 MiB (node:http2 backend client buffers)
-  idle_pings: 4096, // 30 PINGs + 8 SETTINGS over 3 s: +0.9 … 3.7 MiB
-  slow_reader: 14336, // 50 × 1 MiB asked, window 0: +10.0 … 11.6 MiB (see the test)
+  never_opens_window: 12288, // 20 streams × 4 MiB asked, 30 s: +4.9 … 8.6 MiB (node:http2 backend client buffers)
+  idle_pings: 6144, // 30 PINGs + 8 SETTINGS over 3 s, 60 bystander requests: +0.9 … 3.7 MiB
+  slow_reader: 14336, // 50 × 1 MiB asked, window 0: +9.5 … 10.6 MiB (12 MiB before the send queue followed the window)
 };
 
 // ---------------------------------------------------------------- the counting backend
