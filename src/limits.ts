@@ -32,8 +32,10 @@ export const L7_CLOSE_GRACE_MS = 1000;
 
 /** HTTP/2 connections per backend target: streams are multiplexed, a second connection opens only when the peer's MAX_CONCURRENT_STREAMS is reached. */
 export const BACKEND_H2_MAX_CONNECTIONS = 16;
-/** HTTP/1.1 connections per backend address (one per request in flight: 32 h2 clients × 10 streams need 320); past this, requests wait (H1_CLIENT_MAX_QUEUED). */
-export const BACKEND_H1_MAX_SOCKETS = 512;
+/** Stream window we give HTTP/2 backends: what one slow client can make us hold of its response (HAProxy: 64 KiB); connection credit is returned on receipt. */
+export const BACKEND_H2_STREAM_WINDOW_BYTES = 64 * 1024;
+/** HTTP/1.1 connections per backend address (one per request in flight); past this, requests wait (H1_CLIENT_MAX_QUEUED). */
+export const BACKEND_H1_MAX_SOCKETS = 256;
 /** `backend_protocol = auto` in cleartext: a backend silent this long after our h2 preface is taken for HTTP/1.1 (capped by connect_timeout). */
 export const BACKEND_PROBE_ANSWER_MS = 2000;
 
@@ -89,6 +91,13 @@ export const H2_STREAM_WINDOW_BYTES = 256 * 1024;
 export const H2_CONNECTION_WINDOW_BYTES = 1024 * 1024;
 /** Bytes one stream may queue for sending before write() says "pause": a peer that never opens its window costs at most this per stream. */
 export const H2_STREAM_SEND_BUFFER_BYTES = 64 * 1024;
+/**
+ * …but while the peer's stream window is smaller than that, write() says
+ * "pause" at max(this, the window): a slow reader (SETTINGS_INITIAL_WINDOW_SIZE
+ * 0, a window never reopened) makes us hold one frame's worth per stream,
+ * not H2_STREAM_SEND_BUFFER_BYTES (50 such streams: 0.8 MiB, not 3.2 MiB).
+ */
+export const H2_STREAM_SEND_BUFFER_MIN_BYTES = 16 * 1024;
 /** DATA pulled from stream queues per write: one socket write (≈ four TLS records) without holding much when the socket is slow. */
 export const H2_OUTPUT_BATCH_BYTES = 64 * 1024;
 /** Recently closed stream ids remembered, to tell "in flight after our RST_STREAM" (ignore) from "after END_STREAM" (STREAM_CLOSED). */

@@ -152,6 +152,9 @@ export class Exchange {
 
   onEnd(trailers: Fields): void {
     if (this.finished) return;
+    // A backend stream that ends with no response head (Bun's node:http2 reports a reset before
+    // HEADERS as a clean end): 502, never a stream ended without a status.
+    if (!this.headSeen) return this.onError({ connect: false, code: "", message: "backend ended the stream without a response" });
     this.finished = true;
     this.front.end(trailers);
   }

@@ -8,7 +8,7 @@
  * an idle session closes after idle_timeout.
  */
 import type { Socket, SocketHandler } from "bun";
-import { BACKEND_H2_MAX_CONNECTIONS } from "../../limits.ts";
+import { BACKEND_H2_MAX_CONNECTIONS, BACKEND_H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
 import { dialTcp, RAW_UNDER_TLS_HANDLERS, type DialClient } from "../h1/dial.ts";
 import { H2Session, type H2Transport } from "../h2/session.ts";
 import type { H2Stream } from "../h2/stream.ts";
@@ -209,6 +209,9 @@ class H2Conn implements DialClient, H2Transport {
     this.session = new H2Session(this, {
       role: "client",
       idleTimeoutMs: this.owner.idleMs,
+      // Shared by many clients: a slow one must not stall the others (stream credit still waits for the front).
+      creditConnectionOnReceipt: true,
+      streamWindow: BACKEND_H2_STREAM_WINDOW_BYTES,
       onGoaway: () => this.owner.serveWaiters(this),
       onClose: () => this.gone(),
     });

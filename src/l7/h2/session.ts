@@ -91,6 +91,15 @@ export interface H2SessionOptions {
   onGoaway?: (code: number, lastStreamId: number) => void;
   /** The session ended: null after a clean finish, else the connection error (ours or the transport's). */
   onClose?: (error: H2Error | null) => void;
+  /**
+   * Give connection-level credit as soon as DATA arrives (stream credit still
+   * waits for `consumed`). For backend connections shared by many clients:
+   * one slow client then holds at most its stream window and never stalls
+   * the others on the same connection (HAProxy's mux does the same). Off for
+   * client-facing sessions, where the connection window bounds what one
+   * client can make us hold. Default false.
+   */
+  creditConnectionOnReceipt?: boolean;
 }
 
 /** Counters for logs and metrics; plain fields, read them any time. */
@@ -207,6 +216,7 @@ export class H2Session implements StreamHost {
   private readonly streamWindow: number;
   private readonly maxConcurrent: number;
   private readonly connRecv: InboundWindow;
+  private readonly eagerConnCredit: boolean;
   private settingsAcksOwed = 1;
   private settingsSentAt: number;
 
@@ -243,6 +253,7 @@ export class H2Session implements StreamHost {
     this.streamWindow = clampWindow(opts.streamWindow ?? H2_STREAM_WINDOW_BYTES);
     const connWindow = clampWindow(opts.connectionWindow ?? H2_CONNECTION_WINDOW_BYTES);
     this.connRecv = new InboundWindow(connWindow);
+    this.eagerConnCredit = opts.creditConnectionOnReceipt ?? false;
     this.maxConcurrent = opts.maxConcurrentStreams ?? H2_MAX_CONCURRENT_STREAMS;
     const maxList = opts.maxHeaderListBytes ?? H2_MAX_HEADER_LIST_BYTES;
     this.decoder = new HpackDecoder({ maxHeaderListBytes: maxList });
@@ -459,7 +470,7 @@ export class H2Session implements StreamHost {
     if (!(m > 0)) return;
     const inc = s.recv.consume(m);
     if (inc > 0 && !s.closed && !s.remoteEnded) writeWindowUpdate(this.out, s.id, inc);
-    this.creditConnection(m);
+    if (!this.eagerConnCredit) this.creditConnection(m);
     this.scheduleFlush();
   }
 
@@ -554,6 +565,7 @@ export class H2Session implements StreamHost {
       this.creditConnection(flow);
       return streamError(H2_ERROR.FLOW_CONTROL_ERROR, "stream_window_exceeded");
     }
+    if (this.eagerConnCredit) this.creditConnection(flow);
     const n = d.data.length;
     if (flow > n) this.sendCredit(s, flow - n); // padding: nothing for the application
     s.received += n;
@@ -1084,7 +1096,7 @@ export class H2Session implements StreamHost {
       s.sendWindow -= n;
       this.sendConnWindow -= n;
       this.stalledSince = -1;
-      if (s.wantWritable && s.queued < this.sendBufferBytes) {
+      if (s.wantWritable && s.queued < s.sendCap()) {
         s.wantWritable = false;
         this.writable.push(s);
       }

@@ -14,6 +14,7 @@
 import { H2_ERROR } from "./errors.ts";
 import { InboundWindow } from "./flow.ts";
 import type { RequestHead } from "./headers.ts";
+import { H2_STREAM_SEND_BUFFER_MIN_BYTES } from "../../limits.ts";
 
 /** The part of the session a stream calls into. */
 export interface StreamHost {
@@ -122,9 +123,21 @@ export class H2Stream {
     return "open";
   }
 
-  /** Bytes queued for sending (write() returns false from H2_STREAM_SEND_BUFFER_BYTES on). */
+  /** Bytes queued for sending (write() returns false from sendCap() on). */
   get bufferedBytes(): number {
     return this.queued;
+  }
+
+  /**
+   * @internal Queued bytes at which write() says "pause": the session's
+   * sendBufferBytes (H2_STREAM_SEND_BUFFER_BYTES), lowered to the peer's
+   * stream window while that is smaller, but never below
+   * H2_STREAM_SEND_BUFFER_MIN_BYTES (one frame ready when the window opens).
+   */
+  sendCap(): number {
+    const max = this.host.sendBufferBytes;
+    if (this.sendWindow >= max) return max;
+    return Math.min(max, Math.max(H2_STREAM_SEND_BUFFER_MIN_BYTES, this.sendWindow));
   }
 
   /**
@@ -158,7 +171,7 @@ export class H2Stream {
       this.queued += chunk.length;
       this.host.sendQueued(this);
     }
-    if (this.queued < this.host.sendBufferBytes) return true;
+    if (this.queued < this.sendCap()) return true;
     this.wantWritable = true;
     return false;
   }

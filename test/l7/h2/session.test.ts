@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { H2_ERROR } from "../../../src/l7/h2/errors.ts";
 import { H2_FRAME, H2_SETTING } from "../../../src/l7/h2/frame.ts";
-import { H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
+import { H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_SEND_BUFFER_MIN_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
 import type { H2Stream } from "../../../src/l7/h2/stream.ts";
 import { GET, POST, pair, RawPeer, settle } from "./wire.ts";
 
@@ -280,7 +280,11 @@ describe("flow control and backpressure", () => {
         s.respond(200, []);
         const chunk = new Uint8Array(8192);
         let writes = 0;
-        while (s.write(chunk) && writes++ < 1000);
+        const fill = () => {
+          while (writes++ < 1000 && s.write(chunk));
+        };
+        s.onWritable = fill;
+        fill();
         stream = s;
       },
     });
@@ -288,7 +292,8 @@ describe("flow control and backpressure", () => {
     peer.handshake([H2_SETTING.INITIAL_WINDOW_SIZE, 0]);
     peer.send(peer.headers(1, GET, true));
     await peer.flushed();
-    expect(stream!.bufferedBytes).toBeLessThanOrEqual(H2_STREAM_SEND_BUFFER_BYTES + 8192);
+    // Stream window 0: the queue stops at H2_STREAM_SEND_BUFFER_MIN_BYTES (not H2_STREAM_SEND_BUFFER_BYTES).
+    expect(stream!.bufferedBytes).toBeLessThanOrEqual(H2_STREAM_SEND_BUFFER_MIN_BYTES + 8192);
     expect(peer.dataOn(1)).toBe(""); // stream window 0: nothing sent
     peer.clock += 60_000;
     peer.session.tick(peer.clock);
