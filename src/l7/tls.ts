@@ -3,7 +3,7 @@
  * peeked the ClientHello and chosen the route from its SNI, the raw socket is
  * upgraded in place with the route's certificate, replaying the peeked bytes
  * (`initialData`). Undocumented Bun API (probed on 1.4.4, each detail pinned
- * by a test in test/l7/tls-native.test.ts):
+ * by a test in test/l7e2e/tls.test.ts):
  * - `isServer: true`, or Bun starts a client handshake (EPROTO);
  * - `secureContext` must be the inner `.context` of tls.createSecureContext;
  * - ALPN must be wire format (length-prefixed bytes), not a list;

@@ -270,8 +270,11 @@ export class H1Front implements ProtocolFront, FrontSide {
   private badBody(e: H1Error): void {
     this.state = State.Done;
     this.closeAfter = true;
+    const c = this.conn.ctx;
+    log.info("l7.bad_request", { listener: c.listenerAddr, sni: c.sni, client: c.client.address, status: e.status, reason: `body: ${e.reason}` });
     if (this.ex && !this.headSent) {
-      this.ex.fail(e.status, `${e.status} ${reasonPhrase(e.status)}: ${e.reason}\n`, `request body: ${e.reason}`);
+      // The client's error, logged above: no l7.backend_error line.
+      this.ex.fail(e.status, `${e.status} ${reasonPhrase(e.status)}: ${e.reason}\n`);
       // finishResponse() leaves a Done front alone: close here, or the connection stays open until idle_timeout.
       this.closeWhenFlushed();
     } else this.conn.abort();
