@@ -78,6 +78,9 @@ export class L7Conn implements TlsPeer {
   private ownPool: BackendPool | null = null;
   /** Set once we ended the connection ourselves: destroy it at this time whatever the client does. */
   private closeBy = 0;
+  /** Bytes for the client the socket has not taken yet (see `send`). */
+  private queued: Uint8Array | null = null;
+  private closeWhenSent = false;
 
   constructor(
     readonly runtime: L7Runtime,
@@ -154,8 +157,46 @@ export class L7Conn implements TlsPeer {
     return n;
   }
 
-  /** close_notify + FIN once written; destroyed L7_CLOSE_GRACE_MS later whatever the client does. */
+  /**
+   * Writes `data` to the client after anything still queued; what the socket
+   * does not take is kept (a copy: `data` may be a view of a backend chunk)
+   * until `flushQueued`. Returns the bytes now queued (0 = all written).
+   */
+  send(data: Uint8Array): number {
+    if (this.queued !== null) {
+      this.queued = Buffer.concat([this.queued, data]);
+      return this.queued.byteLength;
+    }
+    const n = this.write(data);
+    if (n < 0 || n === data.byteLength) return 0;
+    this.queued = data.slice(n);
+    return this.queued.byteLength;
+  }
+
+  /** The socket drained: writes what `send` queued. True once nothing is left (a pending close then happens). */
+  flushQueued(): boolean {
+    const q = this.queued;
+    if (q === null) return true;
+    const n = this.write(q);
+    if (n < 0) return false;
+    if (n < q.byteLength) {
+      this.queued = q.subarray(n);
+      return false;
+    }
+    this.queued = null;
+    if (this.closeWhenSent) this.closeGently();
+    return true;
+  }
+
+  /**
+   * close_notify + FIN once everything `send` queued is written; destroyed
+   * L7_CLOSE_GRACE_MS later whatever the client does.
+   */
   closeGently(): void {
+    if (this.queued !== null) {
+      this.closeWhenSent = true;
+      return;
+    }
     this.tls.shutdown();
     this.closeBy = this.ctx.now() + L7_CLOSE_GRACE_MS;
   }

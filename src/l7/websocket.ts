@@ -78,9 +78,6 @@ class WsTunnel implements ProtocolFront, DialClient {
   private lastActivity: number;
   private logged = false;
   private target: BackendTarget | null = null;
-  /** Bytes for the client the TLS socket has not taken yet (before the tunnel; the relay has its own). */
-  private pending: Uint8Array | null = null;
-  private closeWhenFlushed = false;
 
   constructor(
     private readonly conn: L7Conn,
@@ -218,20 +215,11 @@ class WsTunnel implements ProtocolFront, DialClient {
 
   /** Writes to the client; what the socket does not take waits for its drain, and the backend pauses meanwhile. */
   private toClient(b: Uint8Array): void {
-    if (this.pending !== null) {
-      this.pending = concat(this.pending, b);
-      return;
-    }
-    const n = this.conn.write(b);
-    if (n >= 0 && n < b.byteLength) {
-      this.pending = b.slice(n);
-      this.back?.pause();
-    }
+    if (this.conn.send(b) > 0) this.back?.pause();
   }
 
   private closeGently(): void {
-    if (this.pending !== null) this.closeWhenFlushed = true;
-    else this.conn.closeGently();
+    this.conn.closeGently();
   }
 
   private openTunnel(leftover: Uint8Array): void {
@@ -305,17 +293,7 @@ class WsTunnel implements ProtocolFront, DialClient {
 
   onDrain(): void {
     if (this.phase === Phase.Tunnel) return this.relay!.clientDrain();
-    const p = this.pending;
-    if (p === null) return;
-    const n = this.conn.write(p);
-    if (n < 0) return;
-    if (n < p.byteLength) {
-      this.pending = p.subarray(n);
-      return;
-    }
-    this.pending = null;
-    if (this.closeWhenFlushed) return this.conn.closeGently();
-    this.back?.resume();
+    if (this.conn.flushQueued()) this.back?.resume();
   }
 
   onClose(): void {

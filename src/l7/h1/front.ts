@@ -74,8 +74,8 @@ export class H1Front implements ProtocolFront, FrontSide {
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
   private flushQueued = false;
-  /** What the socket did not accept yet. */
-  private pending: Uint8Array | null = null;
+  /** Bytes the socket has not taken yet (L7Conn.send); past the high-water mark the backend pauses. */
+  private queuedBytes = 0;
   private shutdownWhenFlushed = false;
 
   constructor(private readonly conn: L7Conn) {
@@ -110,16 +110,8 @@ export class H1Front implements ProtocolFront, FrontSide {
   }
 
   onDrain(): void {
-    const p = this.pending;
-    if (p === null) return;
-    const n = this.conn.write(p);
-    if (n < 0) return;
-    if (n < p.byteLength) {
-      this.pending = p.subarray(n);
-      return;
-    }
-    this.pending = null;
-    if (this.shutdownWhenFlushed) return this.conn.closeGently();
+    if (!this.conn.flushQueued()) return;
+    this.queuedBytes = 0;
     this.ex?.responseWritable();
   }
 
@@ -331,7 +323,7 @@ export class H1Front implements ProtocolFront, FrontSide {
     // Written now (with the head, if it still waits): the chunk is only valid during this call.
     this.flush();
     this.lastActivity = this.conn.ctx.now();
-    return this.pending === null || this.pending.byteLength < H1_RESPONSE_HIGH_WATER_BYTES;
+    return this.queuedBytes < H1_RESPONSE_HIGH_WATER_BYTES;
   }
 
   end(trailers: Fields): void {
@@ -429,15 +421,8 @@ export class H1Front implements ProtocolFront, FrontSide {
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.batchBytes);
     this.batch = [];
     this.batchBytes = 0;
-    if (this.pending !== null) {
-      this.pending = Buffer.concat([this.pending, data]);
-      return;
-    }
-    const n = this.conn.write(data);
-    if (n < 0) return;
-    // What the socket did not take is kept as a copy (`data` may be a view of a backend chunk).
-    if (n < data.byteLength) this.pending = data.slice(n);
-    else if (this.shutdownWhenFlushed) this.conn.closeGently();
+    this.queuedBytes = this.conn.send(data);
+    if (this.shutdownWhenFlushed) this.conn.closeGently();
   };
 
   /** close_notify + FIN once everything queued is written. */
@@ -445,7 +430,8 @@ export class H1Front implements ProtocolFront, FrontSide {
     this.state = State.Done;
     if (this.shutdownWhenFlushed) return;
     this.shutdownWhenFlushed = true;
-    if (!this.flushQueued && this.pending === null) this.conn.closeGently();
+    // A batch still waiting for its microtask closes after it is sent (flush); else now (after L7Conn's queue).
+    if (!this.flushQueued) this.conn.closeGently();
   }
 }
 
