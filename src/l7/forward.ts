@@ -52,6 +52,8 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
   const ctx = conn.ctx;
   const record = ex.record;
 
+  // The proxy does not tunnel (HTTP/1.1 CONNECT is refused by the codec already).
+  if (req.method === "CONNECT") return answer(ex, front, 501, BODY_501_CONNECT);
   // SPEC §5: the request's host must be the name the connection was routed by.
   const host = req.authority === "" ? ctx.sni : authorityHost(req.authority);
   if (host !== ctx.sni) {
@@ -113,6 +115,8 @@ function dispatch(ex: Exchange, c: Client, pool: BackendPool, target: BackendTar
 }
 
 // ---------------------------------------------------------------- HTTP/1.1 backends
+
+const BODY_501_CONNECT = "501 Not Implemented: CONNECT is not proxied\n";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
