@@ -62,9 +62,9 @@ function admitFirewall(conn: Conn): boolean {
 function reject(conn: Conn, reason: BlockReason, rst: boolean): void {
   conn.lc.metrics.blocked(reason);
   conn.fail("blocked", reason);
+  conn.finish(); // first: the close may be reported synchronously inside terminate()/end()
   if (rst) conn.sock.terminate();
   else conn.sock.end();
-  conn.finish();
 }
 
 /**

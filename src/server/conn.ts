@@ -61,8 +61,8 @@ export abstract class Stage {
   beginDrain(): void {}
   /** The shutdown deadline passed: end now. The default resets the client. */
   cut(): void {
+    this.conn.finish(); // first: the close may be reported synchronously inside terminate()
     this.conn.sock.terminate();
-    this.conn.finish();
   }
 }
 

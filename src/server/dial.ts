@@ -171,7 +171,7 @@ export class DialStage extends Stage implements BackendPeer, DialClient {
     conn.lc.metrics.backendConnectFailure("l4");
     conn.fail("backend_connect_failed", typeof e === "string" ? e : ((e as NodeJS.ErrnoException).code ?? e.message));
     this.peeked.take();
+    conn.finish(); // first: the close may be reported synchronously inside end()
     conn.sock.end();
-    conn.finish();
   }
 }

@@ -18,8 +18,10 @@ export function helloFailed(conn: Conn, metricReason: HelloFailure | "proxy_head
   if (metricReason === "proxy_header") conn.lc.metrics.blocked("proxy_header");
   else metrics.helloFailure(metricReason);
   conn.fail(reason === "no_route" ? "no_route" : "hello_failed", metricReason === "proxy_header" ? `proxy_header:${reason}` : reason);
-  if (endSocket) conn.sock.end();
+  // finish() first: Bun may report the close synchronously inside end(), and
+  // the finished connection's stage (Closed) must be the one that hears it.
   conn.finish();
+  if (endSocket) conn.sock.end();
 }
 
 export class HelloStage extends Stage {

@@ -125,6 +125,9 @@ describe("HTTP/1.1 request head deadline (408)", () => {
     expect(n).toBeLessThan(head.byteLength);
     expect(be.seen.some((s) => s.path === "/slow-first")).toBe(false);
     await p.waitLog((x) => x.event === "l7.header_timeout", 5000, "l7.header_timeout");
+    // The connection's close is counted as a request-head timeout, not as idle.
+    const line = await p.waitLog((x) => x.event === "conn" && x.outcome !== "ok" && x.reason === "header_timeout", 5000, "conn line");
+    expect(line.outcome).toBe("header_timeout");
   });
 
   test("a later keep-alive head: its clock starts at ITS first byte (idle before is fine), then 408 within hello_timeout", async () => {

@@ -96,3 +96,12 @@ describe("client forwarding headers never reach the backend", () => {
     expect(seen.rawHead).not.toContain("203.0.113.12");
   });
 });
+
+test("the l7.request log line carries the path without its query string (tokens live there); the backend gets the query", async () => {
+  const r = await curl(port, "/logged?token=s3cr3t&x=1");
+  expect(r.status).toBe(200);
+  expect(be.seen.some((s) => s.path === "/logged?token=s3cr3t&x=1")).toBe(true);
+  const line = await p.waitLog((x) => x.event === "l7.request" && String(x.path).startsWith("/logged"), 5000, "l7.request line");
+  expect(line.path).toBe("/logged");
+  expect(JSON.stringify(p.logs)).not.toContain("s3cr3t");
+});

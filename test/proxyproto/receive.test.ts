@@ -5,7 +5,9 @@
  * Also §6 "Send" for a header that was received (the source is passed on).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import net from "node:net";
 import { setLogSink } from "../../src/obs/log.ts";
+import { metrics } from "../../src/obs/metrics.ts";
 import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from "../../src/wire/proxyproto.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 import { captureWithOpenssl } from "../wire/hello-fixtures.ts";
@@ -151,6 +153,33 @@ describe("a connection without a usable PROXY header is closed and never reaches
     expect(o.elapsedMs).toBeGreaterThanOrEqual(HELLO_TIMEOUT_MS - 300);
     expect(o.elapsedMs).toBeLessThan(HELLO_TIMEOUT_MS + 3000);
   }, 20_000);
+});
+
+/** The value of one sample line of the process-wide metrics ("name{labels}"), 0 when absent. */
+function sample(prefix: string): number {
+  const line = metrics.render().split("\n").find((l) => l.startsWith(prefix));
+  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+}
+
+test("a client that hangs up in the middle of its PROXY header is a truncated hello, not a malformed header", async () => {
+  const listener = proxy.srv.config.listeners[0]!.addr;
+  const blocked = `mcproxy_connections_blocked_total{listener="${listener}",reason="proxy_header"}`;
+  const truncated = `mcproxy_clienthello_failures_total{reason="truncated"}`;
+  await Bun.sleep(500); // connections of earlier tests finish counting first
+  const [b0, t0] = [sample(blocked), sample(truncated)];
+  const s = net.connect(proxy.port(), "127.0.0.1");
+  s.on("error", () => {});
+  await new Promise<void>((r) => s.once("connect", () => r()));
+  const client = `127.0.0.1:${s.localPort}`;
+  s.end(ascii("PROXY TCP4 1.2")); // half a v1 header, then FIN
+  const line = await connLine(client);
+  expect(line).toMatchObject({ outcome: "hello_failed", reason: "proxy_header:truncated" });
+  expect(sample(truncated)).toBe(t0 + 1);
+  expect(sample(blocked)).toBe(b0);
+  s.destroy();
+  // A malformed header is still counted as one.
+  await refused([concat(ascii("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n"), helloA)]);
+  expect(sample(blocked)).toBe(b0 + 1);
 });
 
 describe("the PROXY source is the client", () => {
