@@ -19,6 +19,21 @@ export const PROXY_HEADER_INITIAL_BYTES = 256;
 /** First allocation for the ClientHello's handshake bytes; doubles up to `hello_max_bytes` (a typical hello takes one or two). */
 export const HELLO_BUFFER_INITIAL_BYTES = 256;
 
+// ---------------------------------------------------------------- file descriptors (src/net/fds.ts)
+
+/** Descriptors kept free near RLIMIT_NOFILE: accept() must never meet EMFILE (Bun's accept loop then spins at 100 % CPU), and admitted connections still need their dials. At least this many… */
+export const FD_RESERVE_MIN = 64;
+/** …or this share of the limit if more (6553 of 65536): L7 backend sockets opened between two readings come out of it. */
+export const FD_RESERVE_FRACTION = 0.1;
+/** /proc/self/fd is read at most this often (a stat() on Linux ≥ 6.2): a quarter second of accepts is counted by the estimate below. */
+export const FD_MEASURE_MS = 250;
+/** Reading /proc/self/fd (a directory read on kernels before 6.2) may take at most this share of one core; past it, readings space out. */
+export const FD_MEASURE_MAX_CPU_SHARE = 0.02;
+/** Descriptors a client connection accepted since the last reading is assumed to cost: its own and its backend's. */
+export const FD_PER_CONNECTION = 2;
+/** `server.fd_exhausted` is logged at most this often (with counts), however many connections are refused. */
+export const FD_WARN_INTERVAL_MS = 1000;
+
 // ---------------------------------------------------------------- L7 front (HTTP/1.1; HTTP/2 below)
 
 /** HTTP/1.1: pipelined request bytes buffered while a response is written before the socket is paused. */

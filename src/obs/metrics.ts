@@ -9,11 +9,12 @@
  * `metrics` is the process-wide instance rendered by `startMetricsServer`;
  * tests build their own with `createMetrics(new Registry(...))`.
  */
+import { countOpenFds, readFdLimit } from "../net/fds.ts";
 import { VERSION } from "../version.ts";
 import { type CounterChild, type HistogramChild, Registry } from "./prom.ts";
 
-/** Why admission/firewall refused a connection (SPEC §4, §6). */
-export const BLOCK_REASONS = ["ip", "cidr", "country", "rate_limit", "max_connections", "proxy_header", "untrusted_proxy"] as const;
+/** Why admission/firewall refused a connection (SPEC §4, §6); `fd_limit`: the process is near its descriptor limit. */
+export const BLOCK_REASONS = ["ip", "cidr", "country", "rate_limit", "max_connections", "proxy_header", "untrusted_proxy", "fd_limit"] as const;
 export type BlockReason = (typeof BLOCK_REASONS)[number];
 
 /** How a connection ended; anything else the caller passes is counted as "other". */
@@ -126,6 +127,15 @@ export function createMetrics(registry: Registry) {
   const startSeconds = Math.floor((Date.now() - performance.now()) / 1000);
   registry.gaugeFn({ name: "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds." }, () => [{ labels: [], value: startSeconds }]);
   registry.gaugeFn({ name: "process_resident_memory_bytes", help: "Resident memory size in bytes." }, () => [{ labels: [], value: process.memoryUsage().rss }]);
+  // Near process_max_fds − the reserve, new connections are refused (`fd_limit`, src/net/fds.ts).
+  registry.gaugeFn({ name: "process_open_fds", help: "Number of open file descriptors." }, () => {
+    const n = countOpenFds();
+    return n < 0 ? [] : [{ labels: [], value: n }];
+  });
+  registry.gaugeFn({ name: "process_max_fds", help: "Maximum number of open file descriptors." }, () => {
+    const l = readFdLimit();
+    return l === null || !Number.isFinite(l.soft) ? [] : [{ labels: [], value: l.soft }];
+  });
 
   // Seed the label-free enums at zero so rate() works from the first failure.
   const helloBy = childrenFor(HELLO_FAILURES, (r) => hello.labels(r));

@@ -1,11 +1,12 @@
 /**
  * The first stages of a connection, before any byte is read or while only
- * the PROXY header is: listener limit → trusted-proxy check → [PROXY header]
- * → firewall. Nothing is ever written to a client rejected here: firewall,
- * rate-limit and untrusted-proxy rejections are a TCP RST, the others a
- * plain close.
+ * the PROXY header is: descriptor budget → listener limit → trusted-proxy
+ * check → [PROXY header] → firewall. Nothing is ever written to a client
+ * rejected here: firewall, rate-limit and untrusted-proxy rejections are a
+ * TCP RST, the others a plain close.
  */
 import { PROXY_HEADER_INITIAL_BYTES } from "../limits.ts";
+import { fdBudget } from "../net/fds.ts";
 import { cidrContains, normalizeIp, parseCidr, type Cidr } from "../net/ip.ts";
 import type { BlockReason } from "../obs/metrics.ts";
 import type { ListenerState } from "../state/state.ts";
@@ -32,6 +33,11 @@ function trustedCidrs(ls: ListenerState): Cidr[] {
 export function admit(conn: Conn): void {
   const { ls, metrics: m, proxy } = conn.lc;
   m.accepted();
+  // Near the descriptor limit: close at once, so accept() never meets EMFILE (src/net/fds.ts).
+  if (fdBudget.full()) {
+    fdBudget.noteRefused();
+    return reject(conn, "fd_limit", false);
+  }
   const max = ls.record.maxConnections;
   if (max > 0 && ls.active >= max) return reject(conn, "max_connections", false);
   ls.active++;

@@ -11,6 +11,7 @@ import type { Firewall } from "../firewall/firewall.ts";
 import { L7Runtime } from "../l7/runtime.ts";
 import { SWEEP_MAX_MS, SWEEP_MIN_MS } from "../limits.ts";
 import { parseHostPort } from "../net/addr.ts";
+import { fdBudget } from "../net/fds.ts";
 import { log } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import type { ListenerState, State } from "../state/state.ts";
@@ -104,10 +105,12 @@ export class ProxyServer {
       l7: this.l7,
       now: () => this.clock,
       release: (c) => {
+        fdBudget.closed();
         this.conns.delete(c);
         if (this.drainWaiter && this.conns.size === 0) this.drainWaiter();
       },
       track: (c) => {
+        fdBudget.opened();
         this.totalConnections++;
         this.conns.add(c);
       },
@@ -136,6 +139,15 @@ export class ProxyServer {
   private sweep(): void {
     const now = (this.clock = Date.now());
     for (const c of this.conns) c.stage.tick(now);
+    fdBudget.refresh(now);
+    const w = fdBudget.takeWarning(now);
+    if (w) {
+      log.warn("server.fd_exhausted", {
+        ...w,
+        connections: this.conns.size,
+        detail: "near the file descriptor limit: new connections are closed at accept (reason fd_limit) until descriptors are free; a backend dial refused meanwhile is probably EMFILE (Bun reports it as ECONNREFUSED)",
+      });
+    }
   }
 
   /** Closes the listening sockets: new connections are refused by the kernel. */

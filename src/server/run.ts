@@ -12,6 +12,7 @@ import { Firewall } from "../firewall/firewall.ts";
 import { log, setLogLevel } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import { formatHostPort } from "../net/addr.ts";
+import { fdBudget, raiseFdLimit } from "../net/fds.ts";
 import { parseMetricsAddr, startMetricsServer } from "../obs/metrics-server.ts";
 import type { ListenerRecord } from "../records.ts";
 import { State } from "../state/state.ts";
@@ -52,6 +53,11 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   state.onChange((what) => {
     if (what === "firewall") firewall.setRules(state.firewallRules());
   });
+
+  // The descriptor limit: soft raised to hard (Bun normally did it already), and the budget sized from it.
+  const fd = raiseFdLimit();
+  if (fd.raiseFailed) log.warn("server.fd_limit", { soft: fd.limit?.soft, hard: fd.limit?.hard, detail: "could not raise the soft file descriptor limit to the hard limit" });
+  fdBudget.init(fd.limit?.soft ?? null);
 
   const startedAt = new Date();
   let proxy: ProxyServer;
@@ -99,6 +105,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     admin: config.grpc?.addr,
     metrics: metricsSrv && config.metrics ? boundAddr(config.metrics.addr, metricsSrv.port) : undefined,
     log_level: config.log.level,
+    fd_limit: fd.limit ?? undefined,
   });
 
   let stopping: Promise<number> | null = null;

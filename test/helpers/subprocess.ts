@@ -38,6 +38,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** Environment; default: inherited. */
   env?: Record<string, string>;
+  /** A command that execs the server in place (same pid), e.g. `["prlimit", "--nofile=128:128", "--"]`. */
+  wrap?: string[];
 }
 
 export interface StartOptions extends SpawnOptions {
@@ -78,7 +80,7 @@ export interface ServerProc {
 /** Starts `server -c cfgPath` with stderr captured; does not wait for readiness (see startServerProc). */
 export function spawnServer(cfgPath: string, opts: SpawnOptions & { dir?: string } = {}): ServerProc {
   // opts.dir: a dir this process owns — stop() and cleanup() remove it.
-  const argv = opts.bin ? [opts.bin] : [process.execPath, MAIN];
+  const argv = [...(opts.wrap ?? []), ...(opts.bin ? [opts.bin] : [process.execPath, MAIN])];
   const proc = Bun.spawn([...argv, "server", "-c", cfgPath], {
     cwd: opts.cwd ?? ROOT,
     env: opts.env,

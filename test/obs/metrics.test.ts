@@ -109,6 +109,10 @@ describe("mc-proxy metric set", () => {
     expect(start).toBeLessThanOrEqual(now);
     const rss = Number(/^process_resident_memory_bytes (\d+)$/m.exec(t)?.[1]);
     expect(rss).toBeGreaterThan(1_000_000);
+    const open = Number(/^process_open_fds (\d+)$/m.exec(t)?.[1]);
+    const max = Number(/^process_max_fds (\d+)$/m.exec(t)?.[1]);
+    expect(open).toBeGreaterThan(2);
+    expect(max).toBeGreaterThan(open);
   });
 
   test("the full page passes promtool check metrics with no complaints and no duplicate series", async () => {

@@ -21,6 +21,7 @@
  */
 import type { Socket, SocketHandler, TLSOptions } from "bun";
 import net from "node:net";
+import { fdBudget } from "../../net/fds.ts";
 import type { BackendTls } from "../backend/target.ts";
 
 /** ALPN in wire format (Bun rejects a string list for it). */
@@ -56,7 +57,13 @@ export function dialTcp<C extends DialClient>(host: string, port: number, handle
   });
   s.once("error", (e: Error & { code?: string }) => {
     s.removeAllListeners();
-    client.onTcpError(e.code ?? "ECONNREFUSED", e.message);
+    const code = e.code ?? "ECONNREFUSED";
+    // Bun reports a socket() that failed with EMFILE as ECONNREFUSED (measured on 1.4.4).
+    if (code === "ECONNREFUSED" && fdBudget.dialRefusedNearLimit()) {
+      client.onTcpError(code, `${e.message} (possible descriptor exhaustion: the process is near its file descriptor limit)`);
+      return;
+    }
+    client.onTcpError(code, e.message);
   });
   return s;
 }
