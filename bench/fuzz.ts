@@ -239,6 +239,7 @@ async function main(): Promise<void> {
     dead: 0,
   };
   const kinds: Record<string, number> = {};
+  const resets: Record<string, number> = {}; // verdict:error:input size
   const bad: string[] = []; // first few bad inputs, hex
 
   // ---------------- sink (the L4 backend): identifies each connection by its nonce
@@ -421,7 +422,11 @@ level = "warn"
     finished++;
     if (cl.err === "hang") c.hangs++;
     else if (cl.err === "connect") c.client_connect_error++;
-    else if (cl.err) c.client_reset++;
+    else if (cl.err) {
+      c.client_reset++;
+      const k = `${cl.v}:${cl.err}:${cl.buf.length > 16384 ? ">16KiB" : "<=16KiB"}`;
+      resets[k] = (resets[k] ?? 0) + 1;
+    }
     else if (cl.rx > 0) c.client_answered++;
     else c.client_fin++;
     if (cl.v === "drop" && cl.rx > 0) {
@@ -629,6 +634,7 @@ level = "warn"
     seeds: seeds.map((s) => `${s.name} ${s.bytes.length}B`),
     kinds,
     ...c,
+    client_reset_detail: resets,
     alive_at_end: aliveAtEnd,
     exit_code_on_sigterm: code,
     l7_probe_after: l7Probe,
