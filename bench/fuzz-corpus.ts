@@ -12,24 +12,35 @@ import { crc32c, encodeProxyV1, encodeProxyV2 } from "../src/wire/proxyproto.ts"
 
 // ------------------------------------------------------------------ PRNG
 
-/** xorshift128+ (fast, seedable; quality is plenty for mutation choices). */
+/** sfc32 (Small Fast Counting, 32-bit; passes PractRand), seeded through splitmix32. */
 export class Rng {
   private a: number;
   private b: number;
+  private c: number;
+  private d: number;
   constructor(seed: number) {
-    this.a = (seed ^ 0x9e3779b9) >>> 0 || 1;
-    this.b = (seed * 0x85ebca6b) >>> 0 || 2;
+    let x = seed >>> 0;
+    const next = () => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.a = next();
+    this.b = next();
+    this.c = next();
+    this.d = 1;
+    for (let i = 0; i < 12; i++) this.u32();
   }
   u32(): number {
-    let s1 = this.a;
-    const s0 = this.b;
-    this.a = s0;
-    s1 ^= s1 << 23;
-    s1 ^= s1 >>> 17;
-    s1 ^= s0;
-    s1 ^= s0 >>> 26;
-    this.b = s1 >>> 0;
-    return (this.a + this.b) >>> 0;
+    const t = (((this.a + this.b) | 0) + this.d) | 0;
+    this.d = (this.d + 1) | 0;
+    this.a = this.b ^ (this.b >>> 9);
+    this.b = (this.c + (this.c << 3)) | 0;
+    this.c = (this.c << 21) | (this.c >>> 11);
+    this.c = (this.c + t) | 0;
+    return t >>> 0;
   }
   /** Integer in [0, n). */
   int(n: number): number {
