@@ -128,15 +128,19 @@ export function chromeHello(rng: Rng, sni: string, pq = true): Uint8Array {
     const j = rng.int(i + 1);
     [exts[i], exts[j]] = [exts[j], exts[i]];
   }
-  exts.unshift(ext(g(), []));
-  exts.push(ext(g(), [0]));
+  // Two GREASE extensions with distinct values (BoringSSL makes them differ: a duplicate type is illegal).
+  const g1 = g();
+  let g2 = g();
+  while (g2 === g1) g2 = g();
+  exts.unshift(ext(g1, []));
+  exts.push(ext(g2, [0]));
   if (!pq) {
     // Pre-PQ Chrome pads the hello to 512 bytes (padding extension, type 21).
     const len = 4 + 2 + 32 + 33 + 2 + 32 + 2 + 2 + exts.reduce((n, e) => n + e.length, 0);
     if (len < 512) exts.splice(exts.length - 1, 0, ext(0x0015, new Uint8Array(Math.max(0, 512 - len - 4))));
   }
   const ciphers = [g(), 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035];
-  return frameRecords(clientHelloMsg(rng, ciphers, exts), 16384, 0x0301);
+  return new Uint8Array(frameRecords(clientHelloMsg(rng, ciphers, exts), 16384, 0x0301));
 }
 
 /** Firefox 132+ layout (NSS): no GREASE, X25519MLKEM768 + x25519 + P-256 key shares, record_size_limit, delegated credentials, ECH. */
@@ -161,7 +165,7 @@ export function firefoxHello(rng: Rng, sni: string): Uint8Array {
     ext(0xfe0d, cat([0], u16list([0x0001, 0x0001]), [rng.int(256)], vec16(rng.bytes(32)), vec16(rng.bytes(239)))),
   ];
   const ciphers = [0x1301, 0x1303, 0x1302, 0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc02c, 0xc030, 0xc00a, 0xc009, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035];
-  return frameRecords(clientHelloMsg(rng, ciphers, exts), 16384, 0x0301);
+  return new Uint8Array(frameRecords(clientHelloMsg(rng, ciphers, exts), 16384, 0x0301));
 }
 
 // ------------------------------------------------------------------ seeds
@@ -422,13 +426,13 @@ function reframe(rng: Rng, hs: Uint8Array, version: number): Uint8Array {
 /** Raw wire mutations of the complete input. */
 const rawMutators: ((rng: Rng, b: Uint8Array) => Uint8Array)[] = [
   (rng, b) => {
-    const out = b.slice();
+    const out = new Uint8Array(b); // a copy: Buffer#slice would be a view
     const n = rng.range(1, 8);
     for (let i = 0; i < n && out.length; i++) out[rng.int(out.length)] ^= 1 << rng.int(8);
     return out;
   },
   (rng, b) => {
-    const out = b.slice();
+    const out = new Uint8Array(b); // a copy: Buffer#slice would be a view
     if (out.length) out[rng.int(out.length)] = rng.pick(INTERESTING);
     return out;
   },
@@ -443,7 +447,7 @@ const rawMutators: ((rng: Rng, b: Uint8Array) => Uint8Array)[] = [
   (rng, b) => b.subarray(0, rng.int(b.length + 1)), // truncation
   (rng, b) => {
     // record length corruption (first or a later record header)
-    const out = b.slice();
+    const out = new Uint8Array(b); // a copy: Buffer#slice would be a view
     let p = 0;
     const hops = rng.int(3);
     for (let i = 0; i < hops && p + 5 <= out.length; i++) p += 5 + ((out[p + 3] << 8) | out[p + 4]);
@@ -456,7 +460,7 @@ const rawMutators: ((rng: Rng, b: Uint8Array) => Uint8Array)[] = [
   },
   (rng, b) => {
     // record type / version
-    const out = b.slice();
+    const out = new Uint8Array(b); // a copy: Buffer#slice would be a view
     if (out.length < 3) return out;
     if (rng.chance(0.5)) out[0] = rng.pick([20, 21, 23, 24, 0x80, 0x16 ^ 0x20, 0]);
     else {
@@ -498,7 +502,7 @@ export function mutateHello(rng: Rng, seed: Uint8Array): Uint8Array {
   let out: Uint8Array;
   const version = (seed[1] << 8) | seed[2];
   if (rng.chance(0.55)) {
-    let hs: Uint8Array = handshakeBytes(seed).slice();
+    let hs: Uint8Array = new Uint8Array(handshakeBytes(seed));
     const n = rng.range(1, 2);
     for (let i = 0; i < n; i++) hs = rng.pick(hsMutators)(rng, hs);
     out = reframe(rng, hs, version);
@@ -586,7 +590,7 @@ export function mutateProxy(rng: Rng, h: Uint8Array): Uint8Array {
       return cat(h, h); // two headers
     default: {
       // v2 fields: version/command, family, length
-      const out = h.slice();
+      const out = new Uint8Array(h);
       const which = rng.int(3);
       if (which === 0) out[12] = rng.pick([0x20, 0x21, 0x22, 0x11, 0x31, 0x2f, 0xff]);
       else if (which === 1) out[13] = rng.pick([0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32, 0x10, 0x01, 0xff]);
