@@ -10,6 +10,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { rawConnect, realHello, startSink, type RawClient, type TcpSink } from "../helpers/net.ts";
+import { ensureBinaries } from "../e2e/build.ts";
 import { killAllServers, startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 
 const LIMIT = 128;
@@ -69,7 +70,7 @@ async function attempt(port: number, hello: Uint8Array, ms = 5000): Promise<{ c:
 }
 
 test(`out of descriptors (RLIMIT_NOFILE ${LIMIT}): the server refuses new clients without spinning, warns at most once a second, and serves again once descriptors are free`, async () => {
-  const p = await startProxyProc(config(), { wrap: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"] });
+  const p = await startProxyProc(config(), { wrap: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"], bin: ensureBinaries().mcProxy });
   procs.push(p);
   const port = p.port();
   const hello = await realHello("fd.test");
@@ -140,7 +141,7 @@ test(`out of descriptors (RLIMIT_NOFILE ${LIMIT}): the server refuses new client
 });
 
 test("the start-up line states the descriptor limit, with the soft limit raised to the hard one", async () => {
-  const p = await startProxyProc(config(), { wrap: ["prlimit", "--nofile=100:200", "--"] });
+  const p = await startProxyProc(config(), { wrap: ["prlimit", "--nofile=100:200", "--"], bin: ensureBinaries().mcProxy });
   procs.push(p);
   expect(p.start.fd_limit).toEqual({ soft: 200, hard: 200 });
   const limits = readFileSync(`/proc/${p.pid}/limits`, "utf8");

@@ -10,6 +10,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawConnect, realHello, startSink, waitUntil, type TcpSink } from "../helpers/net.ts";
+import { ensureBinaries } from "../e2e/build.ts";
 import { killAllServers, spawnServer, startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
 
 let sink: TcpSink;
@@ -41,7 +42,7 @@ proxy_protocol = true
 addr = "127.0.0.2:0"
 proxy_protocol = true
 proxy_protocol_trusted = ["127.0.0.1"]
-`);
+`, { bin: ensureBinaries().mcProxy });
   procs.push(p);
   const warnings = p.logs.filter((l) => l.event === "listener.proxy_untrusted");
   expect(warnings.length).toBe(1);
@@ -76,7 +77,7 @@ proxy_protocol_trusted = ["127.0.0.1"]   # a config warning: our signal that sta
 shutdown_timeout = "2s"
 `,
   );
-  const p = spawnServer(cfg, { cwd: dir, dir });
+  const p = spawnServer(cfg, { cwd: dir, dir, bin: ensureBinaries().mcProxy });
   procs.push(p);
   try {
     await p.waitLog((l) => l.event === "config.warning", 20_000, "config.warning");
