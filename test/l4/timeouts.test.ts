@@ -8,43 +8,14 @@
  * the socket is held by a tiny python3 process.)
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import net from "node:net";
+import { startBlackhole, synSentTo, type Blackhole } from "../helpers/blackhole.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 import { captureLogs, rawConnect, realHello, startSink, waitUntil, writeAll, type TcpSink } from "../helpers/net.ts";
 
 let proxy: TestProxy;
 let sink: TcpSink;
 let logs: ReturnType<typeof captureLogs>;
-let blackhole: { port: number; kill: () => void; fillers: net.Socket[] };
-
-/** A loopback port whose accept queue is full: new SYNs are dropped, so connects hang. */
-async function startBlackhole(): Promise<typeof blackhole> {
-  const p = Bun.spawn(
-    ["python3", "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)"],
-    { stdout: "pipe", stderr: "inherit" },
-  );
-  const reader = p.stdout.getReader();
-  const { value } = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => ({ value: undefined }))]);
-  reader.releaseLock();
-  const port = Number(new TextDecoder().decode(value ?? new Uint8Array()).trim());
-  if (!port) {
-    p.kill();
-    throw new Error("python3 blackhole did not start");
-  }
-  // Backlog 0 holds one completed connection; take it so the queue is full.
-  const fillers: net.Socket[] = [];
-  const f = net.connect(port, "127.0.0.1");
-  f.on("error", () => {});
-  fillers.push(f);
-  await Promise.race([new Promise((r) => f.once("connect", r)), Bun.sleep(5000)]);
-  // Check: the next connect must hang.
-  const probe = net.connect(port, "127.0.0.1");
-  probe.on("error", () => {});
-  fillers.push(probe);
-  const probed = await Promise.race([new Promise((r) => probe.once("connect", () => r("connected"))), Bun.sleep(500).then(() => "hang")]);
-  if (probed !== "hang") throw new Error("blackhole accepted a connection: queue not full");
-  return { port, fillers, kill: () => p.kill() };
-}
+let blackhole: Blackhole;
 
 beforeAll(async () => {
   logs = captureLogs();
@@ -69,8 +40,7 @@ addr = "127.0.0.1:0"
 afterAll(async () => {
   sink?.close();
   await proxy?.stop();
-  for (const f of blackhole?.fillers ?? []) f.destroy();
-  blackhole?.kill();
+  blackhole?.close();
   logs?.stop();
 });
 
@@ -126,12 +96,6 @@ test("connect_timeout closes the client when the backend never answers, outcome 
   const line = await waitUntil(() => logs.conns().find((l) => l.client === `127.0.0.1:${c.localPort()}`), 5000, "conn log");
   expect(line).toMatchObject({ outcome: "backend_connect_failed", reason: "connect_timeout", route: "unreachable.test" });
 });
-
-/** SYN_SENT sockets towards `port` (ss from iproute2). */
-function synSentTo(port: number): number {
-  const r = Bun.spawnSync(["ss", "-Htn", "state", "syn-sent", "dst", `127.0.0.1:${port}`]);
-  return r.stdout.toString().split("\n").filter((l) => l.trim() !== "").length;
-}
 
 test("timed-out connects to a black-holed backend keep no descriptor past connect_timeout + 1 s (SPEC §4 rev 3)", async () => {
   const baseline = synSentTo(blackhole.port); // the blackhole's own queue probes, if any

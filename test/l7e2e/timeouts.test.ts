@@ -9,9 +9,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startBlackhole, synSent } from "../helpers/blackhole.ts";
 import { cleanupCerts, curl, defaultReply, e2ePki, killAllServers, route, startProxy, startRawBackend, type RawBackend, type ServerProc } from "./e2e.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-l7e2e-"));
@@ -73,40 +73,6 @@ describe("backend_timeout counts from the end of the body", () => {
   }
 });
 
-/** A loopback port whose accept queue is full (python3 listener, backlog 0, never accepts): SYNs are dropped. */
-async function startBlackhole(): Promise<{ port: number; stop(): void }> {
-  const py = Bun.spawn(["python3", "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)"], { stdout: "pipe", stderr: "inherit" });
-  const reader = py.stdout.getReader();
-  const { value } = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => ({ value: undefined }))]);
-  reader.releaseLock();
-  const bport = Number(new TextDecoder().decode(value ?? new Uint8Array()).trim());
-  if (!bport) {
-    py.kill();
-    throw new Error("python3 blackhole did not start");
-  }
-  const filler = net.connect(bport, "127.0.0.1");
-  filler.on("error", () => {});
-  await Promise.race([new Promise((r) => filler.once("connect", r)), Bun.sleep(5000)]);
-  const probe = net.connect(bport, "127.0.0.1");
-  probe.on("error", () => {});
-  const got = await Promise.race([new Promise((r) => probe.once("connect", () => r("connected"))), Bun.sleep(500).then(() => "hang")]);
-  probe.destroy(); // our own SYN_SENT socket must not count below
-  if (got !== "hang") throw new Error("blackhole accepted a connection: queue not full");
-  return {
-    port: bport,
-    stop() {
-      filler.destroy();
-      py.kill();
-    },
-  };
-}
-
-/** Sockets in SYN_SENT towards 127.0.0.1:port (any process: ss sees the whole namespace). */
-function synSent(bport: number): string[] {
-  const r = Bun.spawnSync(["ss", "-Htn", "state", "syn-sent", "dst", `127.0.0.1:${bport}`]);
-  return r.stdout.toString().split("\n").filter((l) => l.trim() !== "");
-}
-
 describe("connect_timeout towards a black-holed backend", () => {
   for (const proto of ["http1", "auto"] as const) {
     test(`backend_protocol = "${proto}": 502 within ~1–2 s, and no SYN_SENT descriptor left after connect_timeout + 1 s`, async () => {
@@ -131,7 +97,7 @@ describe("connect_timeout towards a black-holed backend", () => {
         expect(px.done).toBe(false);
       } finally {
         await px.stop();
-        bh.stop();
+        bh.close();
       }
     });
   }

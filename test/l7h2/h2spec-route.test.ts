@@ -15,45 +15,10 @@ import { cleanupCerts } from "../fixtures/certs.ts";
 import { killAllServers, type ServerProc } from "../helpers/subprocess.ts";
 import { testPki } from "../l7/harness.ts";
 import { proxyBinary, startRouteProc } from "./proc.ts";
+import { h2spec, h2specFailures, runH2spec } from "../helpers/h2spec.ts";
 
 setDefaultTimeout(120_000);
 
-const BUILD = new URL("../../../shared/tools/h2spec/build.sh", import.meta.url).pathname;
-
-function findH2spec(): string | null {
-  const have = Bun.which("h2spec");
-  if (have) return have;
-  const r = Bun.spawnSync(["bash", BUILD], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) console.warn(`h2spec: build failed (${BUILD}): ${r.stderr.toString().slice(-400)}`);
-  return Bun.which("h2spec");
-}
-
-const h2spec = findH2spec();
-if (!h2spec) console.warn("h2spec: SKIPPED — binary not found and could not be built (see /work/shared/tools/h2spec/README.md)");
-
-interface Result {
-  total: number;
-  passed: number;
-  failed: number;
-  output: string;
-}
-
-async function run(args: string[]): Promise<Result> {
-  const p = Bun.spawn([h2spec!, ...args, "-o", "3"], { stdout: "pipe", stderr: "pipe" });
-  const output = (await new Response(p.stdout).text()) + (await new Response(p.stderr).text());
-  await p.exited;
-  const m = /(\d+) tests, (\d+) passed, (\d+) skipped, (\d+) failed/.exec(output);
-  if (!m) throw new Error(`h2spec output not understood:\n${output.slice(-2000)}`);
-  return { total: Number(m[1]), passed: Number(m[2]), failed: Number(m[4]), output };
-}
-
-/** The failing cases with h2spec's Expected/Actual lines ("" when none). */
-function failures(r: Result): string {
-  return r.output
-    .split("\n")
-    .filter((l) => l.includes("×") || /Expected|Actual/.test(l))
-    .join("\n");
-}
 
 let backend: http2.Http2Server;
 let backendPort = 0;
@@ -89,17 +54,17 @@ afterAll(async () => {
 
 describe.skipIf(!h2spec)("h2spec through an L7 route (TLS front, h2c backend)", () => {
   test("every case passes (146/146)", async () => {
-    const r = await run(["-t", "-k", "-h", "localhost", "-p", String(proc.port())]);
+    const r = await runH2spec(["-t", "-k", "-h", "localhost", "-p", String(proc.port())]);
     console.log(`h2spec L7 route: ${r.passed}/${r.total} passed, ${r.failed} failed; backend saw ${requests} requests`);
-    expect(failures(r)).toBe("");
+    expect(h2specFailures(r)).toBe("");
     expect(r.passed).toBe(146);
     expect(r.total).toBe(146);
   });
 
   test("strict mode (-S): every case passes", async () => {
-    const r = await run(["-t", "-k", "-S", "-h", "localhost", "-p", String(proc.port())]);
+    const r = await runH2spec(["-t", "-k", "-S", "-h", "localhost", "-p", String(proc.port())]);
     console.log(`h2spec L7 route strict: ${r.passed}/${r.total} passed, ${r.failed} failed`);
-    expect(failures(r)).toBe("");
+    expect(h2specFailures(r)).toBe("");
     expect(r.failed).toBe(0);
   });
 

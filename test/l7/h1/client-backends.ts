@@ -1,6 +1,5 @@
 /** Test backends and helpers for the HTTP/1.1 backend client tests (real sockets on 127.0.0.1). */
 import type { Socket, TCPSocketListener } from "bun";
-import net from "node:net";
 import type { BackendTarget, BackendTls } from "../../../src/l7/backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, type RequestHead, parseRequestHead, serializeRequestHead } from "../../../src/l7/h1/codec.ts";
 import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "../../../src/l7/h1/client.ts";
@@ -182,55 +181,7 @@ export function deadPort(): number {
   return p;
 }
 
-export interface Blackhole {
-  port: number;
-  close(): void;
-}
-
-/**
- * A loopback port whose accept queue is full, so new SYNs are dropped and
- * connects hang (test/l4/timeouts.test.ts does the same): a python3 listener
- * with backlog 0 that never accepts (Bun's node:net ignores `backlog`), and
- * one filler connection.
- */
-export async function startBlackhole(): Promise<Blackhole> {
-  const p = Bun.spawn(
-    ["python3", "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)"],
-    { stdout: "pipe", stderr: "inherit" },
-  );
-  const reader = p.stdout.getReader();
-  const { value } = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => ({ value: undefined }))]);
-  reader.releaseLock();
-  const port = Number(new TextDecoder().decode(value ?? new Uint8Array()).trim());
-  if (!port) {
-    p.kill();
-    throw new Error("python3 blackhole did not start");
-  }
-  const fillers: net.Socket[] = [];
-  const f = net.connect(port, "127.0.0.1");
-  f.on("error", () => {});
-  fillers.push(f);
-  await Promise.race([new Promise((r) => f.once("connect", r)), Bun.sleep(5000)]);
-  const probe = net.connect(port, "127.0.0.1");
-  probe.on("error", () => {});
-  fillers.push(probe);
-  const probed = await Promise.race([new Promise((r) => probe.once("connect", () => r("connected"))), Bun.sleep(300).then(() => "hang")]);
-  if (probed !== "hang") throw new Error("blackhole accepted a connection: queue not full");
-  return {
-    port,
-    close() {
-      for (const s of fillers) s.destroy();
-      p.kill();
-    },
-  };
-}
-
-/** Sockets of this process in SYN_SENT towards `port` (from `ss`). */
-export function synSentTo(port: number): number {
-  const r = Bun.spawnSync(["ss", "-tnH", "state", "syn-sent", `dport = :${port}`]);
-  const out = r.stdout.toString().trim();
-  return out === "" ? 0 : out.split("\n").length;
-}
+export { startBlackhole, synSentTo, type Blackhole } from "../../helpers/blackhole.ts";
 
 export async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
   const until = performance.now() + ms;
