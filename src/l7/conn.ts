@@ -11,7 +11,7 @@ import type { ProxyConfig } from "../config/types.ts";
 import { L7_CLOSE_GRACE_MS } from "../limits.ts";
 import type { Endpoint } from "../net/addr.ts";
 import { log } from "../obs/log.ts";
-import { metrics, type TlsFailure } from "../obs/metrics.ts";
+import { classifyTlsError, metrics, type TlsFailure } from "../obs/metrics.ts";
 import type { RouteRecord } from "../records.ts";
 import type { RouteEntry } from "../state/state.ts";
 import { encodeProxyV2 } from "../wire/proxyproto.ts";
@@ -20,7 +20,7 @@ import type { Exchange, ExchangeInfo } from "./exchange.ts";
 import { H1Front } from "./h1/front.ts";
 import { H2Front } from "./h2front.ts";
 import type { L7Runtime } from "./runtime.ts";
-import { startTls, type TlsPeer, type TlsSock } from "./tls.ts";
+import { startTls, tlsFailureReason, type TlsPeer, type TlsSock } from "./tls.ts";
 
 export type { Endpoint, RouteEntry };
 
@@ -102,9 +102,13 @@ export class L7Conn implements TlsPeer {
 
   // ------------------------------------------------ TLS socket events
 
-  onHandshake(ok: boolean, reason: string): void {
+  onHandshake(ok: boolean, err: Error | null): void {
     if (this.done) return;
-    if (!ok) return this.handshakeFailed(reason.startsWith("no shared TLS version") ? `${reason} (minimum TLS ${this.ctx.proxy.l7MinTls})` : reason, classify(reason));
+    if (!ok) {
+      const reason = tlsFailureReason(err);
+      const cls = classifyTlsError(err);
+      return this.handshakeFailed(cls === "version" ? `${reason} (minimum TLS ${this.ctx.proxy.l7MinTls})` : reason, cls);
+    }
     this.secure = true;
     this.outcome = "ok";
     const alpn = this.tls.alpnProtocol;
@@ -277,10 +281,4 @@ export class L7Conn implements TlsPeer {
     metrics.tlsFailure(cls);
     log.info("l7.tls_error", { listener: this.ctx.listenerAddr, sni: this.ctx.sni, client: this.ctx.client.address, reason, class: cls });
   }
-}
-
-function classify(reason: string): TlsFailure {
-  if (reason.includes("version")) return "version";
-  if (reason.includes("cipher")) return "no_cipher";
-  return "other";
 }

@@ -206,7 +206,7 @@ class H2Side implements BackendStream {
   private uncredited = 0;
 
   constructor(
-    private readonly ex: Exchange,
+    ex: Exchange,
     private readonly s: H2Stream,
   ) {
     s.onResponse = (status, fields, endStream) => {

@@ -38,7 +38,8 @@ export class TlsContexts {
 
 /** The TLS socket handlers' view of their owner (`socket.data`). */
 export interface TlsPeer {
-  onHandshake(ok: boolean, reason: string): void;
+  /** `err` is Bun's (see the module comment); null on success. */
+  onHandshake(ok: boolean, err: Error | null): void;
   onData(chunk: Uint8Array): void;
   onEnd(): void;
   onDrain(): void;
@@ -49,7 +50,7 @@ export type TlsSock = Socket<TlsPeer>;
 
 const handlers = {
   handshake(s: TlsSock, authorized: boolean, err: Error | null) {
-    s.data.onHandshake(authorized, authorized ? "" : tlsFailureReason(err));
+    s.data.onHandshake(authorized, authorized ? null : err);
   },
   data(s: TlsSock, chunk: Uint8Array) {
     s.data.onData(chunk);

@@ -17,7 +17,7 @@ import { targetFor, type BackendTarget } from "./backend/target.ts";
 import type { L7Conn, ProtocolFront } from "./conn.ts";
 import { BODY_403, BODY_421, BODY_502, BODY_502_ERR, BODY_504 } from "./exchange.ts";
 import { ChunkedDecoder, LengthDecoder, parseResponseHead, serializeRequestHead, serializeResponseHead, type H1BodyDecoder, type RequestHead } from "./h1/codec.ts";
-import { dialTcp, startTls, type DialClient } from "./h1/dial.ts";
+import { clientHandshakeError, dialTcp, startTls, type DialClient } from "./h1/dial.ts";
 import { reasonPhrase } from "./h1/front.ts";
 import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
@@ -140,7 +140,7 @@ class WsTunnel implements ProtocolFront, DialClient {
 
   backendHandshake(ok: boolean, err: Error | null): void {
     if (this.phase !== Phase.Dialing) return;
-    if (!ok && this.target?.tls?.rejectUnauthorized) return this.backendFailed(`TLS: ${err?.message ?? "handshake failed"}`, true);
+    if (clientHandshakeError(ok, err, this.target!.tls!) !== null) return this.backendFailed(`TLS: ${err?.message ?? "handshake failed"}`, true);
     this.sendRequest();
   }
 

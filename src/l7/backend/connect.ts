@@ -49,25 +49,3 @@ export function connectBackend(t: BackendTarget, o: ConnectOptions): net.Socket 
   sock.once("close", clear);
   return sock;
 }
-
-/** True for errors that mean "could not reach the backend" (→ 502, and re-probe in auto mode). */
-export function isConnectError(e: unknown): boolean {
-  // node:http2 reports a failed session as ERR_HTTP2_STREAM_CANCEL with the socket error as `cause`.
-  const cause = (e as { cause?: unknown } | null)?.cause;
-  if (cause && cause !== e && isConnectError(cause)) return true;
-  const code = (e as { code?: string } | null)?.code ?? "";
-  return (
-    code === "ECONNREFUSED" ||
-    code === "ETIMEDOUT" ||
-    code === "EHOSTUNREACH" ||
-    code === "ENETUNREACH" ||
-    code === "ENOTFOUND" ||
-    code === "EAI_AGAIN" ||
-    code === "ECONNRESET" ||
-    code.startsWith("ERR_SSL") ||
-    code.startsWith("ERR_TLS") ||
-    code.includes("CERT") ||
-    code === "DEPTH_ZERO_SELF_SIGNED_CERT" ||
-    code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
-  );
-}

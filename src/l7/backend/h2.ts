@@ -9,13 +9,10 @@
  */
 import type { Socket, SocketHandler } from "bun";
 import { BACKEND_H2_MAX_CONNECTIONS, BACKEND_H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
-import { dialTcp, RAW_UNDER_TLS_HANDLERS, type DialClient } from "../h1/dial.ts";
+import { ALPN_H2, clientHandshakeError, dialTcp, startTls, type DialClient } from "../h1/dial.ts";
 import { H2Session, type H2Transport } from "../h2/session.ts";
 import type { H2Stream } from "../h2/stream.ts";
 import type { BackendTarget } from "./target.ts";
-
-/** ALPN h2 in wire format. */
-const ALPN_H2 = Buffer.from("\x02h2", "latin1");
 
 export interface H2Failure {
   connect: boolean;
@@ -177,13 +174,7 @@ class H2Conn implements DialClient, H2Transport {
     if (header) s.write(header);
     const tls = this.owner.target.tls;
     if (tls) {
-      s.reload({ socket: RAW_UNDER_TLS_HANDLERS as SocketHandler<H2Conn> });
-      const [, t] = s.upgradeTLS<H2Conn>({
-        tls: { serverName: tls.servername === "" ? undefined : tls.servername, rejectUnauthorized: tls.rejectUnauthorized, ca: tls.ca, ALPNProtocols: ALPN_H2 },
-        socket: handlers,
-        data: this,
-      });
-      this.sock = t;
+      this.sock = startTls(s, tls, handlers, this, ALPN_H2);
       return; // ready after the handshake
     }
     this.sock = s;
@@ -197,9 +188,8 @@ class H2Conn implements DialClient, H2Transport {
 
   onHandshake(ok: boolean, err: Error | null): void {
     if (this.ready || this.failed) return;
-    const code = (err as { code?: string } | null)?.code ?? "ERR_TLS_HANDSHAKE";
-    const verifyOnly = err !== null && code !== "EPROTO" && !code.startsWith("ERR_SSL") && code !== "ERR_TLS_HANDSHAKE";
-    if (ok || (verifyOnly && this.owner.target.tls?.rejectUnauthorized === false)) this.ready_();
+    const code = clientHandshakeError(ok, err, this.owner.target.tls!);
+    if (code === null) this.ready_();
     else this.fail({ connect: true, code, message: err?.message ?? "TLS handshake failed" });
   }
 

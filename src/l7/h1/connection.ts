@@ -18,7 +18,7 @@ import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
 import { H1_MAX_HEAD_BYTES } from "./bounds.ts";
-import { type DialClient, dialTcp, startTls } from "./dial.ts";
+import { clientHandshakeError, type DialClient, dialTcp, startTls } from "./dial.ts";
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
 
 /** What a connection needs from its pool: where to go when free or closed. */
@@ -179,12 +179,8 @@ export class BackendConn implements DialClient {
 
   onHandshake(ok: boolean, err: Error | null): void {
     if (this.phase !== C_DIALING) return;
-    const code = (err as { code?: string } | null)?.code ?? "ERR_TLS_HANDSHAKE";
-    // `ok` is "authorized": false also when the handshake succeeded but the
-    // certificate did not verify (wrong name, unknown CA) — which is fine
-    // without backend_tls_verify. A failed handshake is EPROTO / ERR_SSL_*.
-    const verifyOnly = err !== null && code !== "EPROTO" && !code.startsWith("ERR_SSL") && code !== "ERR_TLS_HANDSHAKE";
-    if (ok || (verifyOnly && this.owner.target.tls?.rejectUnauthorized === false)) this.ready();
+    const code = clientHandshakeError(ok, err, this.owner.target.tls!);
+    if (code === null) this.ready();
     else this.dialFailed("connect", code, err?.message ?? "TLS handshake failed");
   }
 

@@ -25,7 +25,8 @@ import { fdBudget } from "../../net/fds.ts";
 import type { BackendTls } from "../backend/target.ts";
 
 /** ALPN in wire format (Bun rejects a string list for it). */
-const ALPN_HTTP11 = Buffer.from("\x08http/1.1", "latin1");
+export const ALPN_HTTP11 = Buffer.from("\x08http/1.1", "latin1");
+export const ALPN_H2 = Buffer.from("\x02h2", "latin1");
 
 /** What a dial reports to; it becomes the socket's `data`. */
 export interface DialClient {
@@ -69,13 +70,27 @@ export function dialTcp<C extends DialClient>(host: string, port: number, handle
 }
 
 /** Options for `upgradeTLS` from a target's TLS settings. */
-export function clientTlsOptions(t: BackendTls): TLSOptions {
+export function clientTlsOptions(t: BackendTls, alpn: Buffer = ALPN_HTTP11): TLSOptions {
   return {
     serverName: t.servername === "" ? undefined : t.servername,
     rejectUnauthorized: t.rejectUnauthorized,
     ca: t.ca,
-    ALPNProtocols: ALPN_HTTP11,
+    ALPNProtocols: alpn,
   };
+}
+
+/**
+ * The verdict on a client-side handshake from Bun's `handshake(socket,
+ * authorized, err)`: `authorized` is false also when the handshake succeeded
+ * but the certificate did not verify (wrong name, unknown CA) — fine without
+ * backend_tls_verify. A failed handshake is EPROTO / ERR_SSL_*. Returns null
+ * when the connection may be used, else the error code.
+ */
+export function clientHandshakeError(authorized: boolean, err: Error | null, t: BackendTls): string | null {
+  const code = (err as { code?: string } | null)?.code ?? "ERR_TLS_HANDSHAKE";
+  if (authorized) return null;
+  const verifyOnly = err !== null && code !== "EPROTO" && !code.startsWith("ERR_SSL") && code !== "ERR_TLS_HANDSHAKE";
+  return verifyOnly && !t.rejectUnauthorized ? null : code;
 }
 
 /** Handlers for the raw TCP side of a TLS socket: its ciphertext events are Bun's business; the TLS socket reports close. */
@@ -90,8 +105,8 @@ export const RAW_UNDER_TLS_HANDLERS: SocketHandler<unknown> = {
  * header, are already written). The returned socket reports the handshake to
  * `handlers.handshake`; nothing may be written to it before that.
  */
-export function startTls<C>(raw: Socket<C>, t: BackendTls, handlers: SocketHandler<C>, client: C): Socket<C> {
+export function startTls<C>(raw: Socket<C>, t: BackendTls, handlers: SocketHandler<C>, client: C, alpn: Buffer = ALPN_HTTP11): Socket<C> {
   raw.reload({ socket: RAW_UNDER_TLS_HANDLERS as SocketHandler<C> });
-  const [, tls] = raw.upgradeTLS<C>({ tls: clientTlsOptions(t), socket: handlers, data: client });
+  const [, tls] = raw.upgradeTLS<C>({ tls: clientTlsOptions(t, alpn), socket: handlers, data: client });
   return tls;
 }
