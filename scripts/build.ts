@@ -26,6 +26,11 @@ export const TARGETS: Record<string, string> = {
   mcproxyctl: "src/ctl/main.ts",
 };
 
+/** Extra entry points compiled into a target: the data-path worker thread's code. */
+const WORKER_ENTRIES: Record<string, string[]> = {
+  "mc-proxy": ["src/server/worker.ts"],
+};
+
 /**
  * The version string injected into the binaries: env MC_PROXY_VERSION if set,
  * else package.json's version plus `+<git describe --always --dirty>` when git
@@ -65,6 +70,8 @@ export function buildTarget(target: string, version: string): { out: string; byt
       process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm",
       "--define", `MC_PROXY_VERSION=${JSON.stringify(version)}`,
       "--outfile", tmp, entry,
+      // Worker threads' entry ([proxy] workers): embedded beside main.ts under the bundle root (src/server/workers.ts workerUrl).
+      ...(WORKER_ENTRIES[target] ?? []).map((e) => path.join(ROOT, e)),
     ];
     const r = Bun.spawnSync(args, { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) {

@@ -60,6 +60,8 @@ export const BACKEND_PROBE_ANSWER_MS = 2000;
 export const RATE_LIMIT_MAX_TRACKED = 100_000;
 /** The limiter's expiry sweep runs every window, but not more often than this (a short window must not spin a timer). */
 export const RATE_LIMIT_MIN_SWEEP_MS = 1000;
+/** Shared (multi-worker) rate-limit table: a client is looked for within this many slots of its hash (open addressing); none free there → the overflow budget. */
+export const RATE_LIMIT_PROBE_SLOTS = 32;
 /** Label sets per metric: a bound on memory whatever a client sends (hostnames, statuses). */
 export const METRICS_MAX_SERIES = 10_000;
 
@@ -168,3 +170,13 @@ export const H2_MAX_CONTENT_LENGTH_DIGITS = 15;
 export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
 /** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
 export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
+
+// ---------------------------------------------------------------- workers (src/server/workers.ts)
+
+/** A worker must bind its listeners and report ready within this, or start-up fails. */
+export const WORKER_START_TIMEOUT_MS = 15_000;
+/** An admin change, a reload or a metrics scrape waits at most this for each worker's answer. */
+export const WORKER_CALL_TIMEOUT_MS = 5_000;
+/** A worker that dies is replaced; more than this many deaths within WORKER_RESTART_WINDOW_MS and the process exits 1 (a crash loop is not service). */
+export const WORKER_MAX_RESTARTS = 5;
+export const WORKER_RESTART_WINDOW_MS = 60_000;

@@ -47,6 +47,11 @@ export interface AdminState {
 export interface AdminDeps {
   state: AdminState;
   status(): { version: string; startedAt: Date; totalConnections: number; active(addr: string): number };
+  /**
+   * After a successful mutation, the RPC answers only once this resolves:
+   * every data-path worker has applied the change (src/server/workers.ts).
+   */
+  applied?(): Promise<void>;
   /** Called once per RPC with the method name and the status code name ("OK", "NOT_FOUND", …); for metrics. */
   onRpc?(method: string, code: string): void;
 }
@@ -176,7 +181,9 @@ function unary<Req, Res>(method: string, fn: (req: Req) => Res, deps: AdminDeps)
     let err: unknown;
     try {
       const res = fn(call.request);
-      cb(null, res);
+      const wait = MUTATIONS.has(method) ? deps.applied?.() : undefined;
+      if (wait) void wait.then(() => cb(null, res));
+      else cb(null, res);
     } catch (e) {
       err = e;
       const st = toGrpcError(e);

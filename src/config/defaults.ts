@@ -14,6 +14,7 @@ export const PROXY_DEFAULTS: Readonly<ProxyConfig> = Object.freeze({
   helloMaxBytes: 65_536,
   backendTimeoutMs: 60_000,
   l7MinTls: "1.3",
+  workers: 0,
 });
 
 export const FIREWALL_DEFAULTS: Readonly<FirewallConfig> = Object.freeze({
@@ -61,3 +62,5 @@ export const DEFAULTS = Object.freeze({
 /** Bounds checked by the loader (hello_max_bytes: 1 KiB .. 1 MiB). */
 export const HELLO_MAX_BYTES_MIN = 1024;
 export const HELLO_MAX_BYTES_MAX = 1024 * 1024;
+/** `[proxy] workers` upper bound (SPEC §2). */
+export const WORKERS_MAX = 256;

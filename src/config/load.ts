@@ -17,7 +17,7 @@ import { loadCertPair, CertError } from "../tls/certs.ts";
 import { parseConfigDuration } from "./duration.ts";
 import {
   FIREWALL_DEFAULTS, GRPC_DEFAULTS, HELLO_MAX_BYTES_MAX, HELLO_MAX_BYTES_MIN, LISTENER_DEFAULTS, LOG_DEFAULTS,
-  PROXY_DEFAULTS, ROUTE_DEFAULTS,
+  PROXY_DEFAULTS, ROUTE_DEFAULTS, WORKERS_MAX,
 } from "./defaults.ts";
 import type {
   BackendProtocol, Config, FirewallConfig, GrpcConfig, ListenerConfig, LogLevel, MinTls, PolicyConfig, PolicyType,
@@ -393,7 +393,9 @@ function readProxy(t: Table): ProxyConfig {
     helloMaxBytes: t.int("hello_max_bytes", d.helloMaxBytes),
     backendTimeoutMs: t.duration("backend_timeout", d.backendTimeoutMs),
     l7MinTls: t.oneOf<MinTls>("l7_min_tls", ["1.2", "1.3"], d.l7MinTls),
+    workers: t.int("workers", d.workers),
   };
+  if (p.workers < 0 || p.workers > WORKERS_MAX) t.problem("workers", `${p.workers} out of range 0-${WORKERS_MAX} (0 = one per usable CPU)`);
   if (p.helloMaxBytes < HELLO_MAX_BYTES_MIN || p.helloMaxBytes > HELLO_MAX_BYTES_MAX) {
     t.problem("hello_max_bytes", `${p.helloMaxBytes} out of range ${HELLO_MAX_BYTES_MIN}-${HELLO_MAX_BYTES_MAX} (1 KiB-1 MiB)`);
   }

@@ -71,6 +71,8 @@ export interface ProxyConfig {
   helloMaxBytes: number;
   backendTimeoutMs: number;
   l7MinTls: MinTls;
+  /** Data-path threads; 0 = one per CPU the process may run on (resolved at start, see src/server/workers.ts). */
+  workers: number;
 }
 
 export interface Config {

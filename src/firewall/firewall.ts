@@ -11,6 +11,7 @@ import { log } from "../obs/log.ts";
 import { formatIpWords, parseIpWords } from "../net/ip.ts";
 import { GeoIp } from "./geoip.ts";
 import { RateLimiter, rateLimitKey } from "./ratelimit.ts";
+import { SharedRateLimiter, type SharedRateBuffers } from "./shared-ratelimit.ts";
 import { type CompiledRules, NO_RULES, compileRules, matchAddress } from "./rules.ts";
 
 export type BlockReason = "ip" | "cidr" | "country" | "rate_limit";
@@ -21,6 +22,12 @@ export interface FirewallOptions {
   /** New connections per IP per window; 0 = off. */
   rateLimit: number;
   rateWindowMs: number;
+  /**
+   * Several data-path threads: the rate-limit table they all share (see
+   * shared-ratelimit.ts) and this thread's lock id (index + 1). Absent: a
+   * table of this thread's own.
+   */
+  sharedRate?: { buffers: SharedRateBuffers; owner: number };
 }
 
 const words = new Uint32Array(4);
@@ -28,8 +35,10 @@ const words = new Uint32Array(4);
 export class Firewall {
   private rules: CompiledRules = NO_RULES;
   private readonly geoip: GeoIp | null;
-  private readonly limiter: RateLimiter;
+  private readonly limiter: RateLimiter | null;
+  private readonly shared: SharedRateLimiter | null;
   private warnedNoGeoip = false;
+  private readonly rateLimit: number;
 
   /**
    * Opens the GeoIP database when `geoipPath` is set. Throws GeoIpError if it
@@ -38,7 +47,9 @@ export class Firewall {
   constructor(opts: FirewallOptions) {
     this.geoip = opts.geoipPath ? GeoIp.open(opts.geoipPath) : null;
     if (this.geoip) log.info("geoip.loaded", { path: opts.geoipPath, type: this.geoip.databaseType });
-    this.limiter = new RateLimiter(opts.rateLimit, opts.rateWindowMs);
+    this.shared = opts.sharedRate ? new SharedRateLimiter(opts.sharedRate.buffers, opts.rateLimit, opts.rateWindowMs, opts.sharedRate.owner) : null;
+    this.limiter = this.shared ? null : new RateLimiter(opts.rateLimit, opts.rateWindowMs);
+    this.rateLimit = opts.rateLimit;
   }
 
   /**
@@ -71,7 +82,8 @@ export class Firewall {
     const hit = matchAddress(rules, fam, words);
     if (hit) return hit;
     const needCountry = rules.countries.size > 0 && this.geoip !== null && fam !== 0;
-    if (!needCountry && this.limiter.limit === 0) return null; // nothing else to do: skip the string work
+    if (!needCountry && this.rateLimit === 0) return null; // nothing else to do: skip the string work
+    if (!needCountry && this.shared) return this.shared.allowClient(fam, words, ip) ? null : "rate_limit";
     // One canonical key per client: `::ffff:1.2.3.4` and `1.2.3.4` share a bucket.
     const key = fam === 0 ? ip : formatIpWords(fam, words);
     if (needCountry) {
@@ -79,7 +91,8 @@ export class Firewall {
       if (country !== null && rules.countries.has(country)) return "country";
     }
     // IPv6 clients are counted per /64 (SPEC §4); IPv4 per address.
-    if (!this.limiter.allow(fam === 6 ? rateLimitKey(6, words, ip) : key)) return "rate_limit";
+    if (this.shared) return this.shared.allowClient(fam, words, ip) ? null : "rate_limit";
+    if (!this.limiter!.allow(fam === 6 ? rateLimitKey(6, words, ip) : key)) return "rate_limit";
     return null;
   }
 
@@ -100,11 +113,11 @@ export class Firewall {
 
   /** Stops background work (the rate limiter's sweep timer). */
   close(): void {
-    this.limiter.close();
+    this.limiter?.close();
   }
 
   /** Number of clients (IPv4 addresses, IPv6 /64s) the rate limiter currently tracks (for metrics/tests). */
   trackedIps(): number {
-    return this.limiter.size();
+    return this.limiter ? this.limiter.size() : this.shared!.size();
   }
 }

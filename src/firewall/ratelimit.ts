@@ -43,7 +43,7 @@ export const MAX_TRACKED_CLIENTS = RATE_LIMIT_MAX_TRACKED;
 /** IPv6 clients are counted per this prefix: one subscriber's allocation (an end site gets a /64 or more). */
 export const IPV6_CLIENT_PREFIX_BITS = 64;
 
-interface Entry {
+export interface Entry {
   /** Start of the current slot (slots are windowMs long, back to back). */
   start: number;
   /** Accepted attempts in the current slot. */
@@ -142,24 +142,31 @@ export class RateLimiter {
     this.table.clear();
   }
 
-  /** The two-slot decision for one entry; counts the attempt when it is allowed. */
   private admit(e: Entry, now: number): boolean {
-    const w = this.windowMs;
-    if (now >= e.start + w) {
-      if (now < e.start + 2 * w) {
-        e.prevCount = e.count;
-        e.prevLast = e.last;
-        e.start += w;
-      } else {
-        e.prevCount = 0; // both slots are over: start afresh at now
-        e.start = now;
-      }
-      e.count = 0;
-    }
-    const prev = e.prevCount > 0 && e.prevLast > now - w ? e.prevCount : 0;
-    if (prev + e.count >= this.limit) return false;
-    e.count++;
-    e.last = now;
-    return true;
+    return admitTwoSlot(e, now, this.windowMs, this.limit);
   }
+}
+
+/**
+ * The two-slot decision for one entry (see the top of this file); counts the
+ * attempt when it is allowed. Shared with the multi-worker table
+ * (shared-ratelimit.ts), which loads a slot into an Entry and stores it back.
+ */
+export function admitTwoSlot(e: Entry, now: number, w: number, limit: number): boolean {
+  if (now >= e.start + w) {
+    if (now < e.start + 2 * w) {
+      e.prevCount = e.count;
+      e.prevLast = e.last;
+      e.start += w;
+    } else {
+      e.prevCount = 0; // both slots are over: start afresh at now
+      e.start = now;
+    }
+    e.count = 0;
+  }
+  const prev = e.prevCount > 0 && e.prevLast > now - w ? e.prevCount : 0;
+  if (prev + e.count >= limit) return false;
+  e.count++;
+  e.last = now;
+  return true;
 }

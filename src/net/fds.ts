@@ -152,9 +152,11 @@ export class FdBudget {
   private systemFree = Infinity;
   private measuredAt = -Infinity;
   private interval = FD_MEASURE_MS;
-  /** Client connections live now, and when last measured. */
+  /** Client connections live now (this thread's, or every thread's when shared), and when last measured. */
   private conns = 0;
   private connsAtMeasure = 0;
+  /** Several data-path threads: the live count is one Int32 they all update (see share()). */
+  private sharedConns: Int32Array | null = null;
   private refused = 0;
   private dialsRefused = 0;
   private lastWarnAt = -Infinity;
@@ -175,6 +177,20 @@ export class FdBudget {
     this.measuredAt = -Infinity;
   }
 
+  /**
+   * Several data-path threads: count live connections in `counter`, shared
+   * by all. The descriptor table is the process's, so a thread must see the
+   * connections every thread accepted since the last reading, or the threads
+   * together overrun the limit (and Bun's accept loop spins on EMFILE).
+   */
+  share(counter: Int32Array): void {
+    this.sharedConns = counter;
+  }
+
+  private live(): number {
+    return this.sharedConns ? Atomics.load(this.sharedConns, 0) : this.conns;
+  }
+
   /** From the sweeper: re-reads the count when FD_MEASURE_MS (or more, if reading is slow) has passed. */
   refresh(now: number): void {
     if (!this.initialised) this.init();
@@ -190,20 +206,22 @@ export class FdBudget {
     this.measured = n;
     this.systemFree = this.system();
     this.measuredAt = now;
-    this.connsAtMeasure = this.conns;
+    this.connsAtMeasure = this.live();
   }
 
   /** A client connection was accepted (call before `full()`), or has ended. */
   opened(): void {
-    this.conns++;
+    if (this.sharedConns) Atomics.add(this.sharedConns, 0, 1);
+    else this.conns++;
   }
   closed(): void {
-    this.conns--;
+    if (this.sharedConns) Atomics.sub(this.sharedConns, 0, 1);
+    else this.conns--;
   }
 
   /** What connections accepted since the last reading can cost. */
   private sinceReading(): number {
-    return FD_PER_CONNECTION * Math.max(0, this.conns - this.connsAtMeasure);
+    return FD_PER_CONNECTION * Math.max(0, this.live() - this.connsAtMeasure);
   }
 
   /** Descriptors in use: the last reading plus what connections accepted since can cost. */

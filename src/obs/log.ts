@@ -12,6 +12,8 @@ export type LogFields = Record<string, unknown>;
 type Sink = (line: string) => void;
 
 let threshold = ORDER.info;
+/** Fields every line of this thread carries (`worker` when there are several data-path threads). */
+let base: LogFields | null = null;
 let sink: Sink = (line) => process.stderr.write(line);
 
 export function setLogLevel(level: LogLevel): void {
@@ -20,6 +22,11 @@ export function setLogLevel(level: LogLevel): void {
 
 export function logLevelEnabled(level: LogLevel): boolean {
   return ORDER[level] >= threshold;
+}
+
+/** Sets fields added to every line this thread writes (null: none). */
+export function setLogBase(fields: LogFields | null): void {
+  base = fields;
 }
 
 /** Redirect log output (tests capture lines this way). Returns the previous sink. */
@@ -32,6 +39,7 @@ export function setLogSink(next: Sink): Sink {
 function emit(level: LogLevel, event: string, fields?: LogFields): void {
   if (ORDER[level] < threshold) return;
   const rec: LogFields = { ts: new Date().toISOString(), level, event };
+  if (base) Object.assign(rec, base);
   if (fields) {
     for (const k in fields) {
       const v = fields[k];

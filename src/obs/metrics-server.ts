@@ -26,10 +26,11 @@ export function parseMetricsAddr(addr: string): { host: string; port: number } |
 
 /**
  * Starts the metrics HTTP server on `addr`, serving `render()` (default: the
- * process-wide `metrics`). Rejects with InvalidArgumentError for a bad address
+ * process-wide `metrics`; with worker threads, a function that first gathers
+ * their counts). Rejects with InvalidArgumentError for a bad address
  * and with the bind error (e.g. EADDRINUSE) if the port is taken.
  */
-export async function startMetricsServer(addr: string, render: () => string = defaultMetrics.render): Promise<MetricsServer> {
+export async function startMetricsServer(addr: string, render: () => string | Promise<string> = defaultMetrics.render): Promise<MetricsServer> {
   const hp = parseMetricsAddr(addr);
   if (hp instanceof InvalidArgumentError) throw hp;
   const server = Bun.serve({
@@ -37,11 +38,11 @@ export async function startMetricsServer(addr: string, render: () => string = de
     port: hp.port,
     reusePort: false, // why: a second instance on the same port must fail, not silently share scrapes
     development: false,
-    fetch(req) {
+    async fetch(req) {
       const url = new URL(req.url);
       if (url.pathname !== "/metrics") return new Response("not found\n", { status: 404 });
       if (req.method !== "GET" && req.method !== "HEAD") return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-      return new Response(render(), { headers: { "content-type": CONTENT_TYPE } });
+      return new Response(await render(), { headers: { "content-type": CONTENT_TYPE } });
     },
     error(err) {
       log.error("metrics.scrape_error", { err });

@@ -121,6 +121,11 @@ abstract class Metric<C> {
     return entry.child;
   }
 
+  /** Every label set with its raw values and child (unsorted). */
+  series(): IterableIterator<{ values: readonly string[]; child: C }> {
+    return this.children.values();
+  }
+
   /** Children sorted by their rendered label string: stable output whatever the traffic order. */
   protected sorted(): Series<C>[] {
     return [...this.children.values()].sort((a, b) => (a.labels < b.labels ? -1 : a.labels > b.labels ? 1 : 0));
@@ -292,6 +297,15 @@ export class Histogram extends Metric<HistogramChild> {
 
 type AnyMetric = Counter | Gauge | CallbackGauge | Histogram;
 
+type CounterDelta = [values: readonly string[], value: number];
+type HistogramDelta = [values: readonly string[], counts: number[], sum: number, count: number];
+/** One metric's changes since the last Registry.takeDelta(); plain data, safe to post between threads. */
+export interface MetricDelta {
+  name: string;
+  counter?: CounterDelta[];
+  histogram?: HistogramDelta[];
+}
+
 export interface RegistryOptions {
   /** Default per-metric cap on label sets. */
   maxSeries?: number;
@@ -334,6 +348,58 @@ export class Registry {
   /** A gauge evaluated at scrape time; `collect` may be replaced later via the returned object. */
   gaugeFn(opts: MetricOptions, collect: () => readonly GaugeSample[]): CallbackGauge {
     return this.add(new CallbackGauge(opts.name, opts.help, opts.labelNames ?? [], collect, opts.maxSeries ?? this.maxSeries));
+  }
+
+  /**
+   * Counter and histogram values added since the last call, and resets them
+   * to zero (a worker thread's side of /metrics: the main thread absorbs the
+   * deltas into its own registry, so its counters stay monotonic and hold
+   * the sum of every thread). Label sets with nothing new are left out.
+   */
+  takeDelta(): MetricDelta[] {
+    const out: MetricDelta[] = [];
+    for (const m of this.metrics.values()) {
+      if (m instanceof Counter) {
+        const series: CounterDelta[] = [];
+        for (const { values, child } of m.series()) {
+          const c = child as CounterValue;
+          if (c.value === 0) continue;
+          series.push([values, c.value]);
+          c.value = 0;
+        }
+        if (series.length) out.push({ name: m.name, counter: series });
+      } else if (m instanceof Histogram) {
+        const series: HistogramDelta[] = [];
+        for (const { values, child } of m.series()) {
+          const h = child as HistogramValue;
+          if (h.count === 0) continue;
+          series.push([values, [...h.counts], h.sum, h.count]);
+          h.counts.fill(0);
+          h.sum = 0;
+          h.count = 0;
+        }
+        if (series.length) out.push({ name: m.name, histogram: series });
+      }
+    }
+    return out;
+  }
+
+  /** Adds another registry's takeDelta() into this one (metrics it does not have are ignored). */
+  absorb(deltas: readonly MetricDelta[]): void {
+    for (const d of deltas) {
+      const m = this.metrics.get(d.name);
+      if (m instanceof Counter && d.counter) {
+        for (const [values, v] of d.counter) m.labels(...values).inc(v);
+      } else if (m instanceof Histogram && d.histogram) {
+        for (const [values, counts, sum, count] of d.histogram) {
+          const h = m.labels(...values) as HistogramValue;
+          if (counts.length !== h.counts.length) continue; // another bucket layout: not ours
+          for (let i = 0; i < counts.length; i++) h.counts[i]! += counts[i]!;
+          h.sum += sum;
+          h.count += count;
+        }
+      }
+    }
   }
 
   /** The exposition text (format 0.0.4), ending with a newline. */

@@ -38,9 +38,8 @@ export function admit(conn: Conn): void {
     fdBudget.noteRefused();
     return reject(conn, "fd_limit", false);
   }
-  const max = ls.record.maxConnections;
-  if (max > 0 && ls.active >= max) return reject(conn, "max_connections", false);
-  ls.active++;
+  // One cap for the process: the counter is shared by every data-path thread.
+  if (!conn.lc.counters.tryAdmit(ls.slot, ls.record.maxConnections)) return reject(conn, "max_connections", false);
   conn.admitted = true;
   const deadline = Date.now() + proxy.helloTimeoutMs;
 

@@ -20,14 +20,17 @@ import { normalizeIp } from "../net/ip.ts";
 import { formatEndpoint, type Endpoint } from "../net/addr.ts";
 import { log, logLevelEnabled } from "../obs/log.ts";
 import type { CloseOutcome, ListenerMetrics } from "../obs/metrics.ts";
-import type { ListenerState, RouteEntry, State } from "../state/state.ts";
+import type { ListenerState, RouteEntry, RouteTable } from "../state/state.ts";
+import type { ConnCounters } from "./counters.ts";
 
 /** What every connection of one bound listener shares. */
 export interface ListenerContext {
   ls: ListenerState;
   metrics: ListenerMetrics;
-  state: State;
+  state: RouteTable;
   firewall: Firewall;
+  /** Open/accepted connection counts shared by every data-path thread. */
+  counters: ConnCounters;
   proxy: ProxyConfig;
   /** The L7 side, owned by the server (TLS termination, HTTP, backend pools). */
   l7: L7Runtime;
@@ -133,7 +136,7 @@ export class Conn {
     if (this.finished) return;
     this.finished = true;
     this.stage = CLOSED;
-    if (this.admitted) this.lc.ls.active--;
+    if (this.admitted) this.lc.counters.release(this.lc.ls.slot);
     const m = this.lc.metrics;
     m.closed(this.outcome);
     const mode = this.route?.record.mode ?? "l4";

@@ -14,14 +14,22 @@ import { parseHostPort } from "../net/addr.ts";
 import { fdBudget } from "../net/fds.ts";
 import { log } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
-import type { ListenerState, State } from "../state/state.ts";
+import type { ListenerState, RouteTable } from "../state/state.ts";
+import type { ConnCounters } from "./counters.ts";
 import { admit } from "./admission.ts";
 import { Conn, type ListenerContext } from "./conn.ts";
 
 export interface ProxyServerDeps {
-  state: State;
+  state: RouteTable;
   firewall: Firewall;
   proxy: ProxyConfig;
+  counters: ConnCounters;
+  /**
+   * Several data-path threads (`workers` > 1): every thread binds the same
+   * ports with SO_REUSEPORT and the kernel spreads connections. `ports` pins
+   * each listener's port (the first thread's, when the config says 0).
+   */
+  shared?: { ports?: ReadonlyMap<string, number> };
 }
 
 interface Bound {
@@ -60,8 +68,6 @@ function clientHandlers(lc: ListenerContext) {
 }
 
 export class ProxyServer {
-  /** Connections accepted since start (admin GetStatus). */
-  totalConnections = 0;
   readonly conns = new Set<Conn>();
   private bound: Bound[] = [];
   private clock = Date.now();
@@ -88,19 +94,22 @@ export class ProxyServer {
       clearInterval(srv.sweeper);
       throw e;
     }
-    metrics.setActiveSource(() => deps.state.listeners().map((l) => ({ listener: l.record.addr, active: l.active })));
+    metrics.setActiveSource(() => deps.state.listeners().map((l) => ({ listener: l.record.addr, active: deps.counters.activeOn(l.slot) })));
     return srv;
   }
 
   private bind(ls: ListenerState): void {
     const hp = parseHostPort(ls.record.addr);
     if (!hp) throw new Error(`listener ${ls.record.addr}: not a listen address`); // validated when configured
-    const { host, port } = hp;
+    const { host } = hp;
+    const shared = this.deps.shared;
+    const port = shared?.ports?.get(ls.record.addr) ?? hp.port;
     const lc: ListenerContext = {
       ls,
       metrics: metrics.listener(ls.record.addr),
       state: this.deps.state,
       firewall: this.deps.firewall,
+      counters: this.deps.counters,
       proxy: this.deps.proxy,
       l7: this.l7,
       now: () => this.clock,
@@ -111,20 +120,24 @@ export class ProxyServer {
       },
       track: (c) => {
         fdBudget.opened();
-        this.totalConnections++;
+        this.deps.counters.accepted();
         this.conns.add(c);
       },
     };
     let listener: TCPSocketListener<Conn>;
     try {
-      listener = Bun.listen<Conn>({
+      const opts = {
         // ":port" = every IPv4 and IPv6 address: "::" is dual-stack on Linux.
         hostname: host === "" ? "::" : host,
         port,
         allowHalfOpen: true,
-        exclusive: true,
+        // One thread: exclusive, so a second instance on the port fails to start. Several: each
+        // thread's socket joins the port's SO_REUSEPORT group (run.ts first checks that the port is free).
+        exclusive: !shared,
         socket: clientHandlers(lc) as never, // handler `data` typing is per-listener; shapes match Bun's SocketHandler
-      });
+      };
+      // reusePort: honoured by Bun.listen at run time (probed on 1.4.4), missing from bun-types' listen options.
+      listener = Bun.listen<Conn>(Object.assign(opts, { reusePort: !!shared }));
     } catch (e) {
       throw new Error(`listener ${ls.record.addr}: cannot bind: ${(e as Error).message}`);
     }

@@ -21,6 +21,12 @@ import { diffConfig, seedIfEmpty } from "../store/seed.ts";
 import { VERSION } from "../version.ts";
 import { ProxyServer } from "./proxy.ts";
 import { holdSighup, onSighup } from "./sighup.ts";
+import { ConnCounters } from "./counters.ts";
+import { SharedRateLimiter } from "../firewall/shared-ratelimit.ts";
+import { CertIds, takeSnapshot } from "../state/replica.ts";
+import { setLogBase } from "../obs/log.ts";
+import { parseHostPort } from "../net/addr.ts";
+import { resolveWorkers, WorkerPool } from "./workers.ts";
 
 export interface RunningServer {
   config: Config;
@@ -28,8 +34,13 @@ export interface RunningServer {
   admin: AdminServer | null;
   /** Graceful stop; resolves with the number of connections cut. */
   shutdown(): Promise<number>;
-  /** What SIGHUP does. */
-  reload(): void;
+  /** Data-path threads (the main thread included). */
+  threads: number;
+  /**
+   * What SIGHUP does. The main thread's part (GeoIP, certificates) is done
+   * when this returns; the promise resolves once every worker has it too.
+   */
+  reload(): Promise<void>;
 }
 
 /** Starts everything; throws (ConfigError, StoreError, bind errors) before serving anything. */
@@ -44,28 +55,76 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   const state = State.load(store);
   for (const l of state.listeners()) warnIfProxyUntrusted(l.record);
 
+  // Data-path threads: this one plus threads−1 workers (src/server/workers.ts).
+  const threads = resolveWorkers(config.proxy.workers);
+  const counterBuffers = ConnCounters.create(state.listeners().length, threads);
+  const counters = new ConnCounters(counterBuffers, 0);
+  const rate = threads > 1 && config.firewall.rateLimit > 0 ? SharedRateLimiter.create() : null;
+  if (threads > 1) setLogBase({ worker: 0 });
+
   const firewall = new Firewall({
     geoipPath: config.firewall.geoipDb,
     rateLimit: config.firewall.rateLimit,
     rateWindowMs: config.firewall.rateWindowMs,
+    sharedRate: rate ? { buffers: rate, owner: 1 } : undefined,
   });
   firewall.setRules(state.firewallRules());
+  // Every committed change goes to every worker; admin RPCs wait for `syncing` (AdminDeps.applied).
+  let pool: WorkerPool | null = null;
+  let syncing: Promise<void> = Promise.resolve();
+  const certIds = new CertIds();
   state.onChange((what) => {
     if (what === "firewall") firewall.setRules(state.firewallRules());
+    if (pool) syncing = pool.sync(takeSnapshot(state, certIds));
   });
 
   // The descriptor limit: soft raised to hard (Bun normally did it already), and the budget sized from it.
   const fd = raiseFdLimit();
   if (fd.raiseFailed) log.warn("server.fd_limit", { soft: fd.limit?.soft, hard: fd.limit?.hard, detail: "could not raise the soft file descriptor limit to the hard limit" });
   fdBudget.init(fd.limit?.soft ?? null);
+  if (threads > 1) fdBudget.share(new Int32Array(counterBuffers.fds));
 
   const startedAt = new Date();
   let proxy: ProxyServer;
   try {
-    proxy = ProxyServer.start({ state, firewall, proxy: config.proxy });
+    if (threads > 1) for (const l of state.listeners()) assertPortFree(l.record.addr);
+    proxy = ProxyServer.start({ state, firewall, proxy: config.proxy, counters, shared: threads > 1 ? {} : undefined });
   } catch (e) {
     store.close();
     throw e;
+  }
+  if (threads > 1) {
+    const ports = [...proxy.ports()];
+    try {
+      pool = await WorkerPool.start({
+        threads,
+        counters: counterBuffers,
+        rate,
+        init: (thread, seq) => ({
+          t: "init",
+          seq,
+          thread,
+          proxy: config.proxy,
+          firewall: { geoipPath: config.firewall.geoipDb, rateLimit: config.firewall.rateLimit, rateWindowMs: config.firewall.rateWindowMs },
+          rate,
+          counters: counterBuffers,
+          ports,
+          snapshot: takeSnapshot(state, certIds),
+          logLevel: config.log.level,
+          fdSoft: fd.limit?.soft ?? null,
+        }),
+        absorb: (d) => metrics.registry.absorb(d),
+        onFatal: (reason) => {
+          log.error("server.fatal", { reason });
+          process.exit(1);
+        },
+      });
+    } catch (e) {
+      proxy.stopAccepting();
+      await proxy.drain(0);
+      store.close();
+      throw e;
+    }
   }
 
   let admin: AdminServer | null = null;
@@ -77,16 +136,27 @@ export async function startServer(configPath: string): Promise<RunningServer> {
         status: () => ({
           version: VERSION,
           startedAt,
-          totalConnections: proxy.totalConnections,
-          active: (addr: string) => state.listener(addr)?.active ?? 0,
+          totalConnections: counters.totalAccepted(),
+          active: (addr: string) => {
+            const l = state.listener(addr);
+            return l ? counters.activeOn(l.slot) : 0;
+          },
         }),
+        applied: () => syncing,
         onRpc: (method, code) => metrics.adminRpc(method, code),
       });
     }
-    if (config.metrics) metricsSrv = await startMetricsServer(config.metrics.addr);
+    if (config.metrics) {
+      // With workers, a scrape first adds up their counts (they keep deltas since the last one).
+      const render = async () => {
+        if (pool) for (const d of await pool.collectMetrics()) metrics.registry.absorb(d);
+        return metrics.render();
+      };
+      metricsSrv = await startMetricsServer(config.metrics.addr, render);
+    }
   } catch (e) {
     proxy.stopAccepting();
-    await proxy.drain(0);
+    await Promise.all([proxy.drain(0), pool?.drain(0)]);
     await admin?.close();
     store.close();
     throw e;
@@ -105,6 +175,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     admin: config.grpc?.addr,
     metrics: metricsSrv && config.metrics ? boundAddr(config.metrics.addr, metricsSrv.port) : undefined,
     log_level: config.log.level,
+    workers: threads,
     fd_limit: fd.limit ?? undefined,
   });
 
@@ -113,23 +184,31 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     config,
     proxy,
     admin,
-    reload() {
+    threads,
+    async reload() {
       const g = firewall.reloadGeoip();
-      if (config.firewall.geoipDb) metrics.reload("geoip", g.ok);
-      const c = state.reloadCertificates();
+      const c = state.reloadCertificates(); // a change: the new certificates reach the workers in the snapshot
+      // Every worker has the certificates and its own GeoIP reload before the reload is logged.
+      const workerGeoip = pool && config.firewall.geoipDb ? await pool.reloadGeoip() : [];
+      await syncing;
+      const geoipOk = g.ok && workerGeoip.length === 0;
+      if (config.firewall.geoipDb) metrics.reload("geoip", geoipOk);
       metrics.reload("certificates", c.failed === 0);
       // A failed part is a warning: an operator running at level "warn" must still see it.
-      const failed = (config.firewall.geoipDb && !g.ok) || c.failed > 0;
-      (failed ? log.warn : log.info)("server.reload", { geoip: config.firewall.geoipDb ? (g.ok ? "ok" : g.error) : "none", certificates_reloaded: c.reloaded, certificates_failed: c.failed });
+      const failed = (config.firewall.geoipDb && !geoipOk) || c.failed > 0;
+      const geoip = config.firewall.geoipDb ? (g.ok ? (workerGeoip[0] ?? "ok") : g.error) : "none";
+      (failed ? log.warn : log.info)("server.reload", { geoip, certificates_reloaded: c.reloaded, certificates_failed: c.failed, workers: threads });
     },
     shutdown() {
       if (stopping) return stopping;
       stopping = (async () => {
-        const open = proxy.conns.size;
-        log.info("server.draining", { connections: open, timeout_ms: config.proxy.shutdownTimeoutMs });
+        const open = counters.totalActive();
+        log.info("server.draining", { connections: open, timeout_ms: config.proxy.shutdownTimeoutMs, workers: threads });
         proxy.stopAccepting();
         admin?.setServing(false);
-        const cut = await proxy.drain(config.proxy.shutdownTimeoutMs);
+        // Every thread drains within the same shutdown_timeout (workers stop accepting when told).
+        const [cutHere, cutWorkers] = await Promise.all([proxy.drain(config.proxy.shutdownTimeoutMs), pool?.drain(config.proxy.shutdownTimeoutMs) ?? 0]);
+        const cut = cutHere + cutWorkers;
         await admin?.close();
         await metricsSrv?.close();
         firewall.close();
@@ -171,6 +250,24 @@ function warnIfProxyUntrusted(l: ListenerRecord): void {
     listener: l.addr,
     detail: "proxy_protocol = true with an empty proxy_protocol_trusted: any peer can choose the client address that the firewall, the rate limit and X-Forwarded-For see; list the sending proxies' addresses",
   });
+}
+
+/**
+ * Several threads bind a listener with SO_REUSEPORT, which would also let
+ * them join a port another process holds the same way (a second instance
+ * would then silently share the traffic). So first bind it exclusively, the
+ * way one thread does, and let go: a port in use fails the start here.
+ * Port 0 is always free (each start picks its own).
+ */
+function assertPortFree(addr: string): void {
+  const hp = parseHostPort(addr);
+  if (!hp || hp.port === 0) return;
+  try {
+    const probe = Bun.listen({ hostname: hp.host === "" ? "::" : hp.host, port: hp.port, exclusive: true, socket: { data() {} } });
+    probe.stop(true);
+  } catch (e) {
+    throw new Error(`listener ${addr}: cannot bind: ${(e as Error).message}`);
+  }
 }
 
 /** `host:port` of the metrics endpoint with the port it actually bound (the config may say 0). */

@@ -6,8 +6,8 @@
  *
  * Copy-on-write for routes: a change replaces the RouteEntry object, so a
  * connection that already holds an entry keeps a consistent view. Listener
- * changes replace `ListenerState.record` but keep the ListenerState object,
- * so the server's `active` counters survive.
+ * changes replace `ListenerState.record` but keep the ListenerState object
+ * (and its counter slot).
  */
 import type { FirewallRuleType, PolicyType } from "../config/types.ts";
 import { POLICY_TYPES, checkCidr, checkCountry, checkHeaderName, checkIp, formatProblem, normalizeHostname, validateRoute } from "../config/validate.ts";
@@ -28,8 +28,21 @@ export interface ListenerState {
   record: ListenerRecord;
   /** normalized hostname → entry */
   routes: Map<string, RouteEntry>;
-  /** open connections; the server maintains it */
-  active: number;
+  /** Index of this listener in database order: its slot in the shared connection counters (src/server/counters.ts). */
+  slot: number;
+}
+
+/**
+ * What the data path reads: the listeners, their routes and the firewall
+ * rules, and a change feed. The State (main thread, write-through to the
+ * database) and a worker's Replica (src/state/replica.ts) both provide it.
+ */
+export interface RouteTable {
+  listeners(): ListenerState[];
+  listener(addr: string): ListenerState | undefined;
+  lookupRoute(l: ListenerState, sni: string): RouteEntry | undefined;
+  firewallRules(): FirewallRuleRecord[];
+  onChange(cb: (what: ChangeKind) => void): void;
 }
 
 export type ChangeKind = "firewall" | "routes" | "listeners";
@@ -62,7 +75,7 @@ export function canonicalRuleValue(type: FirewallRuleType, value: string): { val
   }
 }
 
-export class State {
+export class State implements RouteTable {
   private readonly byAddr = new Map<string, ListenerState>();
   private rules: FirewallRuleRecord[];
   private readonly subscribers: ((what: ChangeKind) => void)[] = [];
@@ -82,7 +95,7 @@ export class State {
    * warning naming the host and reason; start-up does not fail for it.
    */
   static load(store: Store): State {
-    const listeners: ListenerState[] = store.listListeners().map((record) => ({ record, routes: new Map(), active: 0 }));
+    const listeners: ListenerState[] = store.listListeners().map((record, slot) => ({ record, routes: new Map(), slot }));
     const byId = new Map(listeners.map((l) => [l.record.id, l]));
     for (const record of store.listRoutes()) {
       const l = byId.get(record.listenerId);

@@ -58,7 +58,7 @@ describe("config loading fills defaults", () => {
     expect(config.log.level).toBe("info");
     expect(config.proxy).toEqual({
       connectTimeoutMs: 5000, idleTimeoutMs: 300_000, shutdownTimeoutMs: 30_000, helloTimeoutMs: 10_000,
-      helloMaxBytes: 65536, backendTimeoutMs: 60_000, l7MinTls: "1.3",
+      helloMaxBytes: 65536, backendTimeoutMs: 60_000, l7MinTls: "1.3", workers: 0,
     });
     expect(config.firewall).toEqual({ geoipDb: "", blockedIps: [], blockedCidrs: [], blockedCountries: [], rateLimit: 0, rateWindowMs: 10_000 });
     const l = config.listeners[0];

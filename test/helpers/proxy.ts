@@ -1,6 +1,9 @@
 /**
  * Starts a real mc-proxy (in this process) from a TOML body written into a
- * temp dir, with the database beside it. `[database]` is added for you.
+ * temp dir, with the database beside it. `[database]` is added for you, and
+ * `[proxy] workers = 1` unless the body sets workers: in-process tests read
+ * this thread's log sink and metrics, which a worker thread's connections
+ * would bypass. (Subprocess tests keep the default: every CPU.)
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -19,7 +22,7 @@ export interface TestProxy {
 export async function startTestProxy(toml: string, opts: { dir?: string } = {}): Promise<TestProxy> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "mcp-test-"));
   const path = join(dir, "mc-proxy.toml");
-  writeFileSync(path, `[database]\npath = "mc-proxy.db"\n\n${toml}`);
+  writeFileSync(path, `[database]\npath = "mc-proxy.db"\n\n${oneWorker(toml)}`);
   const srv = await startServer(path);
   const ports = srv.proxy.ports();
   return {
@@ -35,6 +38,14 @@ export async function startTestProxy(toml: string, opts: { dir?: string } = {}):
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** `toml` with `[proxy] workers = 1` added when it does not choose a number of workers. */
+export function oneWorker(toml: string): string {
+  if (/^\s*workers\s*=/m.test(toml)) return toml;
+  const table = /^[ \t]*\[proxy\][ \t]*$/m;
+  if (table.test(toml)) return toml.replace(table, "[proxy]\nworkers = 1");
+  return `${toml}\n\n[proxy]\nworkers = 1\n`;
 }
 
 /** A port that was free a moment ago (bind 0, close). For configs that need fixed ports. */

@@ -22,6 +22,7 @@ export const PROXY_DEFAULTS: ProxyConfig = {
   helloMaxBytes: 65536,
   backendTimeoutMs: 10000,
   l7MinTls: "1.2",
+  workers: 1,
 };
 
 export function routeRecord(backend: string, over: Partial<RouteRecord> = {}): RouteRecord {

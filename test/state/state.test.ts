@@ -245,13 +245,13 @@ describe("firewall rules", () => {
 });
 
 describe("setMaxConnections", () => {
-  test("replaces the record but keeps the ListenerState (active count survives)", () => {
+  test("replaces the record but keeps the ListenerState (and its counter slot)", () => {
     const l = state.listener(":443")!;
-    l.active = 3;
+    const slot = l.slot;
     const rec = state.setMaxConnections(":443", 10);
     expect(rec.maxConnections).toBe(10);
     expect(state.listener(":443")).toBe(l);
-    expect(l.active).toBe(3);
+    expect(l.slot).toBe(slot);
     expect(l.record.maxConnections).toBe(10);
     expect(store.getListener(":443")!.maxConnections).toBe(10);
     expect(() => state.setMaxConnections(":443", -1)).toThrow(InvalidArgumentError);
