@@ -91,6 +91,9 @@ export interface CheckReport {
   metrics: string | null;
 }
 
+/** Records an error at a config key path (the message names the config file, as the loader's do). */
+type ErrorAt = (keyPath: string, detail: string) => void;
+
 /** Runs every check on the config at `configPath` and the files it names. Never throws for what it checks. */
 export function checkConfig(configPath: string): CheckReport {
   const report: CheckReport = {
@@ -109,7 +112,7 @@ export function checkConfig(configPath: string): CheckReport {
     for (const p of e.problems) report.errors.push(new ConfigError(e.file, p.path, p.detail).message);
     return report;
   }
-  const error = (keyPath: string, detail: string) => report.errors.push(new ConfigError(config.file, keyPath, detail).message);
+  const error: ErrorAt = (keyPath, detail) => report.errors.push(new ConfigError(config.file, keyPath, detail).message);
 
   const geoip = checkGeoip(config, error);
   checkAdmin(config, report, error);
@@ -124,7 +127,7 @@ export function checkConfig(configPath: string): CheckReport {
 }
 
 /** The server opens the GeoIP file at start and refuses to start when it is not a country database. */
-function checkGeoip(config: Config, error: (k: string, d: string) => void): { path: string; type: string } | null {
+function checkGeoip(config: Config, error: ErrorAt): { path: string; type: string } | null {
   const path = config.firewall.geoipDb;
   if (!path) return null;
   try {
@@ -137,7 +140,7 @@ function checkGeoip(config: Config, error: (k: string, d: string) => void): { pa
 }
 
 /** The loader checked the TCP admin API's TLS files; a unix socket needs its directory, and no other file in its place. */
-function checkAdmin(config: Config, report: CheckReport, error: (k: string, d: string) => void): void {
+function checkAdmin(config: Config, report: CheckReport, error: ErrorAt): void {
   if (!config.grpc) return;
   const addr = parseAdminAddr(config.grpc.addr);
   if (addr.kind === "tcp") {
@@ -175,7 +178,7 @@ function checkDatabase(
   config: Config,
   report: CheckReport,
   geoip: { path: string; type: string } | null,
-  error: (k: string, d: string) => void,
+  error: ErrorAt,
 ): void {
   const path = config.database.path;
   let store: Store;
@@ -222,7 +225,7 @@ function checkDatabase(
 }
 
 /** The server creates a missing database file and its directories: say so now if it cannot. */
-function checkCreatable(path: string, report: CheckReport, error: (k: string, d: string) => void): void {
+function checkCreatable(path: string, report: CheckReport, error: ErrorAt): void {
   let dir = dirname(path);
   while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
   if (!isDir(dir)) {

@@ -15,7 +15,8 @@ import { LATEST_VERSION } from "../../src/store/migrations.ts";
 import { seedIfEmpty } from "../../src/store/seed.ts";
 import { Store } from "../../src/store/store.ts";
 import { ensureBinaries, REPO } from "../e2e/build.ts";
-import { MIN_ENV, freshDir, removeDir, runBin } from "../e2e/harness.ts";
+import { MIN_ENV, freshDir, killAll, removeDir, runBin } from "../e2e/harness.ts";
+import { startServerProc } from "../helpers/subprocess.ts";
 import { cleanupCerts, makeCA, makeClientCert, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
 import { writeCountryMmdb } from "../fixtures/mmdb.ts";
 
@@ -38,6 +39,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
+  killAll();
   removeDir(dir);
   cleanupCerts();
 });
@@ -354,6 +356,36 @@ describe("an existing database: the server serves what it holds", () => {
     );
     expect(disk(path.dirname(dbPath))).toEqual(before);
   });
+});
+
+test("while the server runs: its rows (still only in its WAL) are what is listed, its live admin socket is fine, no file changes", async () => {
+  const d = fs.mkdtempSync(path.join(dir, "live-"));
+  const cfg = path.join(d, "mc-proxy.toml");
+  const toml = (backend: string) =>
+    `[database]\npath = "mc-proxy.db"\n[grpc]\naddr = "mc-proxy.sock"\n[[listeners]]\naddr = "127.0.0.1:0"\n` +
+    `[[listeners.routes]]\nhostname = "live.test"\nbackend = "${backend}"\n`;
+  fs.writeFileSync(cfg, toml("127.0.0.1:1000"));
+  const srv = await startServerProc(cfg, { cwd: d });
+  try {
+    const db = path.join(d, "mc-proxy.db");
+    expect(fs.existsSync(db + "-wal")).toBe(true);
+    expect(fs.readFileSync(db).includes("live.test")).toBe(false); // seeded rows not checkpointed yet
+    fs.writeFileSync(cfg, toml("127.0.0.1:2000")); // the operator edits the TOML of a running server
+    const names = fs.readdirSync(d).sort();
+    const main = { bytes: fs.readFileSync(db).toString("base64"), mtime: fs.statSync(db).mtimeMs };
+    const r = await check(cfg);
+    expect(r.code).toBe(0);
+    expect(r.errLines).toEqual([
+      'warning: route "live.test" on listener "127.0.0.1:0": TOML backend 127.0.0.1:2000 differs from database 127.0.0.1:1000 (the database wins after first start; change it with mcproxyctl)',
+    ]);
+    expect(r.out).toContain("listeners (from the database):\n  127.0.0.1:0  1 route");
+    expect(r.out).toContain("    live.test -> 127.0.0.1:1000  l4\n");
+    expect(r.out).toContain(`admin API: unix socket ${path.join(d, "mc-proxy.sock")}\n`);
+    expect(fs.readdirSync(d).sort()).toEqual(names);
+    expect({ bytes: fs.readFileSync(db).toString("base64"), mtime: fs.statSync(db).mtimeMs }).toEqual(main);
+  } finally {
+    expect(await srv.stop()).toBe(0);
+  }
 });
 
 test("the compiled binary, copied alone into a temp dir, checks a config the same way", async () => {
