@@ -58,11 +58,7 @@ const snapshotCmd = defineCommand({
 });
 
 const check = defineCommand({
-  meta: {
-    name: "mc-proxy check",
-    description:
-      "validate the config, the files it names and the database without changing anything, and print what the server would serve (exit 0 OK, 2 errors)",
-  },
+  meta: { name: "mc-proxy check", description: "validate the config, its files and the database without changing anything; show what would be served" },
   args: { ...configArg, json: { type: "boolean", description: "print the report as one JSON object (for scripts)" } },
   run({ args }) {
     exitCode = runCheck(args.config, { json: Boolean(args.json) });
