@@ -4,16 +4,23 @@
  * the CLI prints `message` as one line and exits non-zero.
  */
 
-/** A configuration problem: names the file and the key path (`listeners[1].routes[0].backend`). */
+/**
+ * A configuration problem: names the file and the key path (`listeners[1].routes[0].backend`).
+ * The message is one line; when the loader found several problems, `problems`
+ * lists each one separately (the first is keyPath/detail without the "and N more").
+ */
 export class ConfigError extends Error {
   readonly code = "config";
+  readonly problems: readonly { path: string; detail: string }[];
   constructor(
     readonly file: string,
     readonly keyPath: string,
     readonly detail: string,
+    problems?: readonly { path: string; detail: string }[],
   ) {
     super(`${file ? file + ": " : ""}${keyPath ? keyPath + ": " : ""}${detail}`);
     this.name = "ConfigError";
+    this.problems = problems ?? [{ path: keyPath, detail }];
   }
 }
 

@@ -6,6 +6,7 @@
 // First, before any slow import: a SIGHUP during start-up must not kill the server.
 import "./server/sighup.ts";
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { runCheck } from "./check.ts";
 import { loadConfig } from "./config/load.ts";
 import { runStatus, statusArgs } from "./ctl/status.ts";
 import { ConfigError } from "./errors.ts";
@@ -56,6 +57,14 @@ const snapshotCmd = defineCommand({
   },
 });
 
+const check = defineCommand({
+  meta: { name: "mc-proxy check", description: "validate the config, its files and the database without changing anything; show what would be served" },
+  args: { ...configArg, json: { type: "boolean", description: "print the report as one JSON object (for scripts)" } },
+  run({ args }) {
+    exitCode = runCheck(args.config, { json: Boolean(args.json) });
+  },
+});
+
 const version = defineCommand({
   meta: { name: "mc-proxy version", description: "print the version" },
   run() {
@@ -65,7 +74,7 @@ const version = defineCommand({
 
 const main: CommandDef = defineCommand({
   meta: { name: "mc-proxy", version: VERSION, description: "TLS SNI router and edge proxy" },
-  subCommands: { server, status, snapshot: snapshotCmd, version },
+  subCommands: { server, status, snapshot: snapshotCmd, check, version },
 });
 
 /** The deepest subcommand named by argv, for --help. */

@@ -2,7 +2,8 @@
  * TOML → validated Config (SPEC §2). Reads every key through a small typed
  * reader that remembers which keys it consumed, so every unknown key is an
  * error with its key path. All problems are collected, then thrown as ONE
- * ConfigError naming the first problem's key path and listing the rest.
+ * ConfigError naming the first problem's key path and listing the rest
+ * (`problems` holds each one, for `mc-proxy check`).
  *
  * Relative paths (database.path, tls_cert, tls_key, backend_tls_ca,
  * grpc addr when a unix socket, grpc tls_cert/tls_key/client_ca,
@@ -66,7 +67,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   if (ctx.problems.length) {
     const [first, ...rest] = ctx.problems;
     const more = rest.length ? ` (and ${rest.length} more: ${rest.map(formatProblem).join("; ")})` : "";
-    throw new ConfigError(file, first.path, first.detail + more);
+    throw new ConfigError(file, first.path, first.detail + more, ctx.problems);
   }
   return { config, warnings: ctx.warnings.map(formatProblem) };
 }

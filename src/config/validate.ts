@@ -125,6 +125,16 @@ export function isUnixSocketAddr(addr: string): boolean {
   return checkListenAddr(addr) !== null;
 }
 
+/**
+ * SPEC §2: a listener with proxy_protocol = true and no proxy_protocol_trusted
+ * starts, with this warning (null when it does not apply): any peer can then
+ * choose the client address the firewall, the rate limit and X-Forwarded-For see.
+ */
+export function proxyUntrustedWarning(l: { proxyProtocol: boolean; proxyProtocolTrusted: readonly string[] }): string | null {
+  if (!l.proxyProtocol || l.proxyProtocolTrusted.length > 0) return null;
+  return "proxy_protocol = true with an empty proxy_protocol_trusted: any peer can choose the client address that the firewall, the rate limit and X-Forwarded-For see; list the sending proxies' addresses";
+}
+
 /** An ISO 3166-1 alpha-2 country code, either case (stored upper-case). */
 export function checkCountry(s: string): string | null {
   return /^[A-Za-z]{2}$/.test(s) ? null : `"${s}" is not a two-letter country code`;

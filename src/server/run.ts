@@ -6,6 +6,7 @@
  * `shutdown_timeout`, cut the rest and exit 0.
  */
 import { loadConfig } from "../config/load.ts";
+import { proxyUntrustedWarning } from "../config/validate.ts";
 import type { Config } from "../config/types.ts";
 import { startAdminServer, type AdminServer } from "../admin/server.ts";
 import { Firewall } from "../firewall/firewall.ts";
@@ -245,11 +246,8 @@ export async function runServer(configPath: string): Promise<number> {
  * API cannot change proxy_protocol or its trusted list.)
  */
 function warnIfProxyUntrusted(l: ListenerRecord): void {
-  if (!l.proxyProtocol || l.proxyProtocolTrusted.length > 0) return;
-  log.warn("listener.proxy_untrusted", {
-    listener: l.addr,
-    detail: "proxy_protocol = true with an empty proxy_protocol_trusted: any peer can choose the client address that the firewall, the rate limit and X-Forwarded-For see; list the sending proxies' addresses",
-  });
+  const detail = proxyUntrustedWarning(l);
+  if (detail) log.warn("listener.proxy_untrusted", { listener: l.addr, detail });
 }
 
 /**

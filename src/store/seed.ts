@@ -4,6 +4,7 @@
  * truth at run time; the TOML is only the seed).
  */
 import type { Config, FirewallRuleType, ListenerConfig, RouteConfig } from "../config/types.ts";
+import { normalizeHostname } from "../config/validate.ts";
 import type { ListenerRecord, RouteInput, RouteRecord } from "../records.ts";
 import type { Store } from "./store.ts";
 
@@ -129,6 +130,20 @@ const ROUTE_FIELDS: [string, keyof RouteInput & keyof RouteRecord][] = [
   ["send_proxy_protocol", "sendProxyProtocol"],
 ];
 
+/** True when the database route `d` has exactly the settings and policies (in order) of TOML route `t`. */
+export function sameRoute(t: RouteConfig, d: RouteRecord): boolean {
+  const input = routeInputOf(t);
+  return (
+    normalizeHostname(t.hostname) === normalizeHostname(d.hostname) &&
+    ROUTE_FIELDS.every(([, f]) => input[f] === d[f]) &&
+    policyList(t.l7Policies) === policyList(d.l7Policies)
+  );
+}
+
+function policyList(ps: readonly { type: string; value: string }[]): string {
+  return ps.map((p) => `${p.type}=${p.value}`).join(", ");
+}
+
 function diffRoutes(tl: ListenerConfig, dbRoutes: RouteRecord[]): string[] {
   const out: string[] = [];
   const on = `on listener "${tl.addr}"`;
@@ -147,8 +162,8 @@ function diffRoutes(tl: ListenerConfig, dbRoutes: RouteRecord[]): string[] {
         out.push(`${at}: TOML ${tomlKey} ${show(input[f])} differs from database ${show(dr[f])} ${VIA_CTL}`);
       }
     }
-    const tp = tr.l7Policies.map((p) => `${p.type}=${p.value}`).join(", ");
-    const dp = dr.l7Policies.map((p) => `${p.type}=${p.value}`).join(", ");
+    const tp = policyList(tr.l7Policies);
+    const dp = policyList(dr.l7Policies);
     if (tp !== dp) out.push(`${at}: TOML l7_policies [${tp}] differ from database [${dp}] ${VIA_CTL}`);
   }
   for (const dr of dbRoutes) {

@@ -230,6 +230,21 @@ describe("config validation names the key path of each problem", () => {
     const msg = rejects(`${R}bogus = 1\n[proxy]\nhello_max_bytes = 1\n`, "listeners[0].routes[0].bogus");
     expect(msg).toContain("proxy.hello_max_bytes");
   });
+  test("several problems are also listed one by one (for `mc-proxy check`)", () => {
+    try {
+      parseConfig(`${R}bogus = 1\n[proxy]\nhello_max_bytes = 1\n`, join(dir, "c.toml"));
+      throw new Error("expected a ConfigError");
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      const problems = (e as ConfigError).problems;
+      expect(problems.map((p) => p.path)).toEqual(["listeners[0].routes[0].bogus", "proxy.hello_max_bytes"]);
+      expect(problems[1]!.detail).toMatch(/out of range/);
+      expect(problems[0]!.detail).not.toContain("more");
+    }
+  });
+  test("a ConfigError made with one problem lists exactly that one", () => {
+    expect(new ConfigError("f", "a.b", "bad").problems).toEqual([{ path: "a.b", detail: "bad" }]);
+  });
   test("an unreadable config file is a ConfigError naming the file", () => {
     expect(() => loadConfig(join(dir, "nope.toml"))).toThrow(/nope\.toml: cannot read config file/);
   });

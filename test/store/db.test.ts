@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, existsSync, statSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openDatabase } from "../../src/store/db.ts";
+import { openDatabase, openDatabaseCopy } from "../../src/store/db.ts";
 import { LATEST_VERSION, MIGRATIONS } from "../../src/store/migrations.ts";
 import { StoreError } from "../../src/errors.ts";
 import { cleanupTempDirs, tempDir } from "./helpers.ts";
@@ -149,5 +149,117 @@ describe("openDatabase", () => {
     chmodSync(path, 0o644);
     openDatabase(path).close();
     expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe("openDatabaseCopy (mc-proxy check): reads the database, never changes anything on disk", () => {
+  /** Everything on disk that a change could show in: names, bytes and mtimes of the dir's files. */
+  const disk = (dir: string) =>
+    readdirSync(dir)
+      .sort()
+      .map((n) => ({ n, bytes: readFileSync(join(dir, n)).toString("base64"), mtime: statSync(join(dir, n)).mtimeMs }));
+
+  test("no file: an empty migrated in-memory database, and no file or directory is created", () => {
+    const dir = tempDir();
+    const copy = openDatabaseCopy(join(dir, "sub", "none.db"));
+    try {
+      expect(copy.exists).toBe(false);
+      expect(copy.migrated).toEqual([1, 2, 3]);
+      expect(copy.db.query("SELECT count(*) AS n FROM routes").get()).toEqual({ n: 0 });
+    } finally {
+      copy.db.close();
+    }
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("a closed database: its rows, nothing migrated, and the directory byte-for-byte unchanged (no -wal/-shm)", () => {
+    const dir = tempDir();
+    const path = join(dir, "c.db");
+    const w = openDatabase(path);
+    w.run("INSERT INTO listeners (addr) VALUES (':443')");
+    w.close();
+    const before = disk(dir);
+    expect(before.map((f) => f.n)).toEqual(["c.db"]);
+    const copy = openDatabaseCopy(path);
+    try {
+      expect(copy.exists).toBe(true);
+      expect(copy.migrated).toEqual([]);
+      expect(copy.db.query("SELECT addr FROM listeners").all()).toEqual([{ addr: ":443" }]);
+      expect(copy.db.query<{ foreign_keys: number }, []>("PRAGMA foreign_keys").get()!.foreign_keys).toBe(1);
+      copy.db.run("INSERT INTO listeners (addr) VALUES (':8443')"); // the copy is writable, the file is not touched
+    } finally {
+      copy.db.close();
+    }
+    expect(disk(dir)).toEqual(before);
+  });
+
+  test("a database a server holds open: rows still only in its WAL are seen, and no file is added", () => {
+    const dir = tempDir();
+    const path = join(dir, "live.db");
+    const server = openDatabase(path);
+    try {
+      server.run("INSERT INTO listeners (addr) VALUES (':443')");
+      server.run("INSERT INTO routes (listener_id, hostname, backend) VALUES (1, 'only-in-wal.example.com', '127.0.0.1:1')");
+      expect(readFileSync(path).includes("only-in-wal.example.com")).toBe(false); // not checkpointed yet
+      const names = readdirSync(dir).sort();
+      const copy = openDatabaseCopy(path);
+      try {
+        expect(copy.db.query("SELECT hostname FROM routes").all()).toEqual([{ hostname: "only-in-wal.example.com" }]);
+      } finally {
+        copy.db.close();
+      }
+      expect(readdirSync(dir).sort()).toEqual(names);
+      server.run("INSERT INTO listeners (addr) VALUES (':8443')"); // the server's connection still works
+    } finally {
+      server.close();
+    }
+  });
+
+  test("an older schema is migrated in the copy only (the file keeps its version)", () => {
+    const dir = tempDir();
+    const path = join(dir, "old.db");
+    const op = new Database(path);
+    op.run(MIGRATIONS[0]!.sql);
+    op.run("INSERT INTO schema_migrations (version, applied_at) VALUES (1, '2024-01-01T00:00:00Z')");
+    op.run("INSERT INTO listeners (addr) VALUES (':443')");
+    op.run("INSERT INTO routes (listener_id, hostname, backend) VALUES (1, 'old.example.com', '127.0.0.1:1')");
+    op.close();
+    const before = disk(dir);
+    const copy = openDatabaseCopy(path);
+    try {
+      expect(copy.migrated).toEqual([2, 3]);
+      expect(copy.db.query("SELECT hostname, backend_protocol FROM routes").all()).toEqual([{ hostname: "old.example.com", backend_protocol: "auto" }]);
+    } finally {
+      copy.db.close();
+    }
+    expect(disk(dir)).toEqual(before);
+  });
+
+  test("an empty file (what the server creates first) reads as an empty database", () => {
+    const dir = tempDir();
+    const path = join(dir, "empty.db");
+    writeFileSync(path, "");
+    const copy = openDatabaseCopy(path);
+    try {
+      expect(copy.exists).toBe(true);
+      expect(copy.migrated).toEqual([1, 2, 3]);
+    } finally {
+      copy.db.close();
+    }
+  });
+
+  test("a newer schema, a file that is not SQLite, or a directory is a StoreError", () => {
+    const dir = tempDir();
+    const newer = join(dir, "newer.db");
+    openDatabase(newer).close();
+    const op = new Database(newer);
+    op.run("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", [LATEST_VERSION + 1, new Date().toISOString()]);
+    op.close();
+    expect(() => openDatabaseCopy(newer)).toThrow(/schema version 4 is newer than this mc-proxy supports/);
+    const junk = join(dir, "junk.db");
+    writeFileSync(junk, "this is not a database, just some text that is long enough to look like a header".repeat(3));
+    expect(() => openDatabaseCopy(junk)).toThrow(StoreError);
+    expect(() => openDatabaseCopy(junk)).toThrow(/cannot read database .*junk\.db/);
+    expect(() => openDatabaseCopy(dir)).toThrow(/not a regular file/);
   });
 });
