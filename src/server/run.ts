@@ -31,6 +31,8 @@ import { resolveWorkers, WorkerPool } from "./workers.ts";
 
 export interface RunningServer {
   config: Config;
+  /** Listeners and routes as loaded from the database (the source of truth, not the TOML). */
+  state: State;
   proxy: ProxyServer;
   admin: AdminServer | null;
   /** Graceful stop; resolves with the number of connections cut. */
@@ -183,6 +185,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   let stopping: Promise<number> | null = null;
   return {
     config,
+    state,
     proxy,
     admin,
     threads,
@@ -222,10 +225,15 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   };
 }
 
-/** The `server` command: start, wire signals, resolve when stopped (exit code 0). */
-export async function runServer(configPath: string): Promise<number> {
+/**
+ * The `server` command: start, wire signals, resolve when stopped (exit code 0).
+ * `onStarted` runs once everything is bound and serving (the devserver prints
+ * what to try next from it).
+ */
+export async function runServer(configPath: string, onStarted?: (srv: RunningServer) => void): Promise<number> {
   holdSighup(); // normally already held by the entry point; a SIGHUP while starting must not kill us
   const srv = await startServer(configPath);
+  onStarted?.(srv);
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log.info("server.signal", { signal: sig });
