@@ -7,7 +7,9 @@
  * Which thread served a connection is read from its log line (`worker`).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import crypto from "node:crypto";
+import { copyFileSync, readdirSync, readFileSync } from "node:fs";
+import tls from "node:tls";
 import { AdminClient } from "../../src/admin/client.ts";
 import { BackendProtocol, RouteMode } from "../../src/gen/mc_proxy/v1/admin.ts";
 import { ensureBinaries } from "../e2e/build.ts";
@@ -199,6 +201,42 @@ describe("[proxy] workers = 2 (compiled binary)", () => {
     }
   });
 
+  test("SIGHUP: a certificate replaced on disk is served by every thread once server.reload is logged", async () => {
+    const first = makeLeaf(ca, ["c.test"]);
+    const second = makeLeaf(ca, ["c.test"]);
+    const route = `
+  [[listeners.routes]]
+  hostname = "c.test"
+  backend = "127.0.0.1:9"
+  mode = "l7"
+  tls_cert = "${first.fullchainPath}"
+  tls_key = "${first.keyPath}"`;
+    const p = await startProxyProc(config().replace(`backend = "${backendA.addr}"`, `backend = "${backendA.addr}"
+${route}`), { bin });
+    try {
+      const port = p.port();
+      const fingerprints = () => Promise.all(Array.from({ length: 24 }, () => servedCert(port, "c.test", ca.certPem)));
+      const fp1 = new Set(await fingerprints());
+      expect(fp1.size).toBe(1);
+      copyFileSync(second.fullchainPath, first.fullchainPath);
+      copyFileSync(second.keyPath, first.keyPath);
+      const before = connWorkers(p).length;
+      p.proc.kill("SIGHUP");
+      const reload = await p.waitLog((l) => l.event === "server.reload", 10_000);
+      expect(reload.certificates_reloaded).toBe(1);
+      expect(reload.workers).toBe(2);
+      const fp2 = new Set(await fingerprints());
+      expect(fp2.size).toBe(1);
+      expect([...fp2][0]).not.toBe([...fp1][0]);
+      expect([...fp2][0]).toBe(new crypto.X509Certificate(second.certPem).fingerprint256);
+      await waitUntil(() => connWorkers(p).length >= before + 24, 10_000, "conn lines");
+      expect(new Set(connWorkers(p).slice(before)).size).toBe(2);
+      expect(await p.stop()).toBe(0);
+    } finally {
+      p.cleanup();
+    }
+  });
+
   test("SIGTERM drains connections on both threads, then exits 0", async () => {
     const p = await startProxyProc(config(), { bin });
     try {
@@ -221,6 +259,22 @@ describe("[proxy] workers = 2 (compiled binary)", () => {
     }
   });
 });
+
+/** The SHA-256 fingerprint of the certificate the proxy presents for `sni` (L7 termination). */
+function servedCert(port: number, sni: string, caPem: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: "127.0.0.1", port, servername: sni, ca: caPem, ALPNProtocols: ["http/1.1"] }, () => {
+      const fp = s.getPeerX509Certificate()?.fingerprint256 ?? "";
+      s.destroy();
+      resolve(fp);
+    });
+    s.on("error", reject);
+    s.setTimeout(10_000, () => {
+      s.destroy();
+      reject(new Error("handshake timed out"));
+    });
+  });
+}
 
 /**
  * CPU time (utime + stime, clock ticks) of the two data-path threads, from
