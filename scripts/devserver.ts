@@ -145,7 +145,7 @@ function printNextSteps(srv: RunningServer, dir: string, demos: Demo[]): void {
     lines.push(`      ${r.mode.toUpperCase()} route → ${r.backend} (${target})`);
   }
   if (srv.config.grpc) {
-    lines.push(`  node_modules/.bin/bun src/ctl/main.ts routes list --listener ${listener.record.addr} --socket ${shown(srv.config.grpc.addr)}`);
+    lines.push(`  node_modules/.bin/bun src/main.ts ctl routes list --listener ${listener.record.addr} --socket ${shown(srv.config.grpc.addr)}`);
     lines.push("      the routes, through the admin API (mcproxyctl)");
   }
   if (srv.config.metrics) {

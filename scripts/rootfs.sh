@@ -2,9 +2,7 @@
 # Prove the container image's root filesystem works, without a container engine.
 #
 # Usage: scripts/rootfs.sh            (as root; needs unshare, chroot, openssl, curl)
-# Env:   MC_PROXY_BINARY    binary to ship (default: dist/mc-proxy)
-#        MCPROXYCTL_BINARY  admin client to ship (default: dist/mcproxyctl); build both
-#                           with `bun scripts/build.ts`
+# Env:   MC_PROXY_BINARY    binary to ship (default: dist/mc-proxy, from `bun scripts/build.ts`)
 #        ROOTFS_OMIT      library basenames to leave out (negative test: must then FAIL)
 #        ROOTFS_KEEP=1    keep the temp dir for inspection
 #
@@ -160,10 +158,7 @@ for tool in unshare chroot openssl curl; do
   command -v "$tool" >/dev/null || fail "$tool not found"
 done
 binary=${MC_PROXY_BINARY:-$REPO/dist/mc-proxy}
-ctl_binary=${MCPROXYCTL_BINARY:-$REPO/dist/mcproxyctl}
-for b in "$binary" "$ctl_binary"; do
-  [ -x "$b" ] || fail "$b missing: run 'bun scripts/build.ts' first"
-done
+[ -x "$binary" ] || fail "$binary missing: run 'bun scripts/build.ts' first"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mc-proxy-rootfs.XXXXXX")
 backend_pid=""
@@ -174,8 +169,8 @@ cleanup() {
 trap cleanup EXIT
 
 root=$work/root
-# Same arguments as the Containerfile's `RUN sh deploy/rootfs/assemble.sh /rootfs dist/mc-proxy dist/mcproxyctl`.
-ROOTFS_OMIT=${ROOTFS_OMIT:-} sh "$REPO/deploy/rootfs/assemble.sh" "$root" "$binary" "$ctl_binary" \
+# Same arguments as the Containerfile's `RUN sh deploy/rootfs/assemble.sh /rootfs dist/mc-proxy`.
+ROOTFS_OMIT=${ROOTFS_OMIT:-} sh "$REPO/deploy/rootfs/assemble.sh" "$root" "$binary" \
   || fail "assemble.sh failed"
 
 # TLS backend outside the chroot (same network namespace), on an ephemeral port.

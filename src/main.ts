@@ -1,13 +1,17 @@
 /**
- * `mc-proxy` command line (citty): server, status, snapshot, version.
+ * `mc-proxy` command line (citty): server, status, snapshot, check, version,
+ * and `ctl`, the admin client (src/ctl/). The one compiled binary is also the
+ * admin client when started under the name `mcproxyctl` (a link to it).
  * Errors are one line on stderr and a non-zero exit: 2 for usage and config
- * errors, 1 for everything else.
+ * errors, 1 for everything else (the admin client keeps its own codes).
  */
 // First, before any slow import: a SIGHUP during start-up must not kill the server.
 import "./server/sighup.ts";
+import { basename } from "node:path";
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { runCheck } from "./check.ts";
 import { loadConfig } from "./config/load.ts";
+import { CTL_NAME, ctlCommand, runCtl } from "./ctl/commands.ts";
 import { runStatus, statusArgs } from "./ctl/status.ts";
 import { ConfigError } from "./errors.ts";
 import { runServer } from "./server/run.ts";
@@ -74,7 +78,7 @@ const version = defineCommand({
 
 const main: CommandDef = defineCommand({
   meta: { name: "mc-proxy", version: VERSION, description: "TLS SNI router and edge proxy" },
-  subCommands: { server, status, snapshot: snapshotCmd, check, version },
+  subCommands: { server, status, snapshot: snapshotCmd, check, version, ctl: ctlCommand },
 });
 
 /** The deepest subcommand named by argv, for --help. */
@@ -87,6 +91,8 @@ function resolve(argv: string[]): CommandDef {
 const ANSI = /\x1b\[[0-9;]*m/g;
 
 export async function runMain(argv: string[]): Promise<number> {
+  // The admin client parses its own arguments (global flags anywhere, its own --help and exit codes).
+  if (argv[0] === "ctl") return runCtl(argv.slice(1), "mc-proxy ctl");
   if (argv.length === 0 || argv.includes("--help") || argv.includes("-h")) {
     const text = await renderUsage(resolve(argv));
     process.stdout.write((process.stdout.isTTY ? text : text.replace(ANSI, "")) + "\n");
@@ -107,4 +113,18 @@ export async function runMain(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) process.exit(await runMain(process.argv.slice(2)));
+/**
+ * The name this process was started under. In a `bun build --compile` binary
+ * (measured with Bun 1.4.4) process.argv[0] is always "bun", argv[1] a
+ * /$bunfs path, and process.execPath the resolved file (a symlink's target);
+ * only process.argv0 keeps the name as typed: "mcproxyctl" via a link on PATH,
+ * "./dist/mcproxyctl", "/mcproxyctl" in the image.
+ */
+export function invokedName(): string {
+  return basename(process.argv0);
+}
+
+if (import.meta.main) {
+  const argv = process.argv.slice(2);
+  process.exit(await (invokedName() === CTL_NAME ? runCtl(argv) : runMain(argv)));
+}

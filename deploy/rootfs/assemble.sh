@@ -1,14 +1,16 @@
 #!/bin/sh
 # Assemble the container's final root filesystem into a directory.
 #
-# Usage: assemble.sh DEST MC_PROXY_BINARY [MCPROXYCTL_BINARY]
+# Usage: assemble.sh DEST MC_PROXY_BINARY
 #
 # This script is the ONE definition of what ships in the image: the
 # Containerfile's build stage runs it and the final stage (FROM scratch) copies
 # DEST verbatim, and scripts/rootfs.sh runs the same script to prove, without a
 # container engine, that the result boots. Contents:
-#   /mc-proxy, /mcproxyctl (optional)          the compiled binaries
-#   the ELF loader + shared libraries          exactly what `ldd` lists for them
+#   /mc-proxy                                  the compiled binary
+#   /mcproxyctl -> mc-proxy                    the admin client: the same binary
+#                                              started under that name
+#   the ELF loader + shared libraries          exactly what `ldd` lists for it
 #   /etc/passwd, /etc/group                    root + mc-proxy (65532:65532)
 #   /etc/nsswitch.conf, /etc/hosts             so "localhost" backends resolve
 #   /etc/ssl/certs/ca-certificates.crt         system roots (backend_tls_verify)
@@ -21,29 +23,24 @@
 set -eu
 
 UID_GID=65532
-dest=${1:?usage: assemble.sh DEST MC_PROXY_BINARY [MCPROXYCTL_BINARY]}
-proxy_bin=${2:?usage: assemble.sh DEST MC_PROXY_BINARY [MCPROXYCTL_BINARY]}
-ctl_bin=${3:-}
 omit=${ROOTFS_OMIT:-}
 
 die() { echo "assemble.sh: $*" >&2; exit 1; }
 
+[ $# -eq 2 ] || die "usage: assemble.sh DEST MC_PROXY_BINARY (one binary: mcproxyctl is a link to it)"
+dest=$1
+proxy_bin=$2
 [ -x "$proxy_bin" ] || die "binary $proxy_bin not found or not executable"
-if [ -n "$ctl_bin" ] && [ ! -x "$ctl_bin" ]; then die "binary $ctl_bin not found or not executable"; fi
 if [ -e "$dest" ] && [ -n "$(ls -A "$dest")" ]; then die "destination $dest exists and is not empty"; fi
 
 mkdir -p "$dest"
 install -m 0755 "$proxy_bin" "$dest/mc-proxy"
-bins="$proxy_bin"
-if [ -n "$ctl_bin" ]; then
-  install -m 0755 "$ctl_bin" "$dest/mcproxyctl"
-  bins="$bins $ctl_bin"
-fi
+ln -s mc-proxy "$dest/mcproxyctl"
 
 # Shared libraries: every absolute path ldd prints ("libc.so.6 => /lib/.../libc.so.6"
 # and the loader "/lib64/ld-linux-x86-64.so.2"), copied dereferenced to the same path.
 # ldd fails on a static binary ("not a dynamic executable"): then there is nothing to copy.
-libs=$(for b in $bins; do ldd "$b" 2>/dev/null || true; done \
+libs=$({ ldd "$proxy_bin" 2>/dev/null || true; } \
   | sed -n 's/.*[[:space:]]\(\/[^[:space:]]*\)[[:space:]](0x.*/\1/p' | sort -u)
 for lib in $libs; do
   name=$(basename "$lib")

@@ -3,12 +3,15 @@
 #
 # Usage: deploy/scripts/install.sh          (as root, from a checkout with dist/ built)
 # Env:   BINARY=path      mc-proxy binary (default: dist/mc-proxy)
-#        CTL_BINARY=path  mcproxyctl binary (default: dist/mcproxyctl; skipped if absent)
 #        DESTDIR=dir      install under a scratch root (packaging, tests): no user
 #                         is created, nothing is chowned, systemd is not touched
 #
 # Installs:
-#   /usr/local/bin/mc-proxy, /usr/local/bin/mcproxyctl          0755
+#   /usr/local/bin/mc-proxy                                      0755
+#   /usr/local/bin/mcproxyctl -> mc-proxy                        symlink: the admin
+#                         client is the same binary started under that name
+#                         (also reachable as `mc-proxy ctl`); an old separate
+#                         mcproxyctl binary is replaced by the link
 #   /usr/local/lib/mc-proxy/backup.sh                            0755
 #   /etc/systemd/system/mc-proxy.service, mc-proxy-backup.{service,timer}  0644
 #   /usr/local/share/doc/mc-proxy/RUNBOOK.md                     0644
@@ -21,7 +24,6 @@ set -eu
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 DESTDIR=${DESTDIR:-}
 BINARY=${BINARY:-$REPO/dist/mc-proxy}
-CTL_BINARY=${CTL_BINARY:-$REPO/dist/mcproxyctl}
 USER_NAME=mc-proxy
 DATA=/srv/mc-proxy
 
@@ -56,12 +58,17 @@ else
   note "DESTDIR=$DESTDIR: not creating user $USER_NAME or changing ownership"
 fi
 
+# link NAME DEST: make DEST a symlink to NAME (relative, same directory), replacing
+# whatever is there (an older separate binary included) in one rename.
+link() {
+  tmp="$2.tmp.$$"
+  rm -f "$tmp"
+  ln -s "$1" "$tmp"
+  mv -fT "$tmp" "$2"
+}
+
 put "$BINARY" "$DESTDIR/usr/local/bin/mc-proxy" 0755
-if [ -x "$CTL_BINARY" ]; then
-  put "$CTL_BINARY" "$DESTDIR/usr/local/bin/mcproxyctl" 0755
-else
-  note "no $CTL_BINARY: mcproxyctl not installed"
-fi
+link mc-proxy "$DESTDIR/usr/local/bin/mcproxyctl"
 put "$REPO/deploy/scripts/backup.sh" "$DESTDIR/usr/local/lib/mc-proxy/backup.sh" 0755
 for unit in mc-proxy.service mc-proxy-backup.service mc-proxy-backup.timer; do
   put "$REPO/deploy/systemd/$unit" "$DESTDIR/etc/systemd/system/$unit" 0644

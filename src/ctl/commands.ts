@@ -1,9 +1,11 @@
 /**
- * mcproxyctl's command tree (citty) and `runCtl(argv)`, which runs one command and returns the
+ * mcproxyctl's command tree (citty) and `runCtl(argv, prog)`, which runs one command and returns the
  * exit code: 0 ok, 1 server error (`error: NOT_FOUND: …` on stderr), 2 usage error, 3 cannot
  * connect. Output goes to stdout: aligned tables, or with `--json` one JSON document.
  * Connection flags (--socket | --addr, --cacert, --cert, --key, --server-name) and --json are
  * accepted anywhere on the command line.
+ * There is no separate binary: `mc-proxy ctl …` and a `mcproxyctl` link to mc-proxy both end
+ * here (src/main.ts); `prog` is the name usage text and error hints show.
  */
 import { defineCommand, parseArgs, renderUsage, runCommand, type ArgsDef, type CommandDef, type CommandMeta } from "citty";
 import { AdminClient, type AdminConnectOptions } from "../admin/client.ts";
@@ -25,6 +27,9 @@ import {
 import { describeFailure, formatStatus, statusJson } from "./status.ts";
 
 export const DEFAULT_SOCKET = "/srv/mc-proxy/mc-proxy.sock";
+
+/** The name under which mc-proxy behaves as the admin client (a link named so, see src/main.ts). */
+export const CTL_NAME = "mcproxyctl";
 
 /** A command-line mistake: exit 2 with usage. */
 class UsageError extends Error {}
@@ -230,16 +235,17 @@ const status = leaf("show version, uptime and per-listener connections", {}, asy
 });
 
 export const ctlCommand: CommandDef = defineCommand({
-  meta: { name: "mcproxyctl", version: VERSION, description: "admin client for a running mc-proxy (gRPC over a unix socket or TLS)" },
+  meta: { name: CTL_NAME, version: VERSION, description: "admin client for a running mc-proxy (gRPC over a unix socket or TLS)" },
   args: globalArgs as ArgsDef,
   subCommands: { routes, firewall, policies, listeners, status },
 });
 
-// Usage lines show the full command path ("mcproxyctl routes add"), not the script path.
-(function nameTree(cmd: CommandDef, path: string): void {
+/** Usage lines show the full command path as invoked ("mcproxyctl routes add", "mc-proxy ctl routes add"). */
+function nameTree(cmd: CommandDef, path: string): void {
   (cmd.meta as CommandMeta).name = path;
   for (const [n, sub] of Object.entries((cmd.subCommands ?? {}) as Record<string, CommandDef>)) nameTree(sub, `${path} ${n}`);
-})(ctlCommand, "mcproxyctl");
+}
+nameTree(ctlCommand, CTL_NAME);
 
 /** The command the argv names (deepest match), for --help and usage errors. */
 function resolve(argv: string[]): CommandDef {
@@ -262,8 +268,13 @@ const ANSI = /\x1b\[[0-9;]*m/g;
 /** citty colours its usage text; keep colours only for a terminal. */
 const plain = (text: string, tty: boolean | undefined): string => (tty ? text : text.replace(ANSI, ""));
 
-/** Runs mcproxyctl with `argv` (without the program name); returns the exit code. */
-export async function runCtl(argv: string[]): Promise<number> {
+/**
+ * Runs mcproxyctl with `argv` (without the program name); returns the exit code. `prog` names the
+ * command in usage text and error hints: "mcproxyctl" (the link) or "mc-proxy ctl" (the subcommand);
+ * everything else — arguments, output, exit codes — is the same for both.
+ */
+export async function runCtl(argv: string[], prog: string = CTL_NAME): Promise<number> {
+  nameTree(ctlCommand, prog);
   if (argv.includes("--help") || argv.includes("-h") || argv.length === 0) {
     process.stdout.write(plain(await renderUsage(resolve(argv)), process.stdout.isTTY) + "\n");
     return 0;

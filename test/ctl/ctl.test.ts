@@ -1,5 +1,6 @@
 /**
- * mcproxyctl as a subprocess (`bun src/ctl/main.ts …`) against a live admin server with a real
+ * mcproxyctl as a subprocess (`bun src/main.ts ctl …`, the subcommand the compiled binary also
+ * answers to as `mcproxyctl`) against a live admin server with a real
  * State: table and --json output, and exit codes 0 ok / 1 server error / 2 usage / 3 cannot
  * connect (SPEC §9). Also `runStatus`, the body of `mc-proxy status -c <config>`.
  */
@@ -25,7 +26,7 @@ afterAll(async () => {
 /** Runs mcproxyctl with `--socket <harness socket>` prepended unless `raw`; bounded to 30 s. */
 async function ctl(args: string[], raw = false): Promise<{ code: number; out: string; err: string }> {
   const argv = raw ? args : ["--socket", h.sock, ...args];
-  const p = Bun.spawn([process.execPath, join(REPO, "src/ctl/main.ts"), ...argv], {
+  const p = Bun.spawn([process.execPath, join(REPO, "src/main.ts"), "ctl", ...argv], {
     cwd: REPO,
     stdout: "pipe",
     stderr: "pipe",
@@ -182,7 +183,7 @@ describe("usage and connection errors", () => {
       expect({ args, code: r.code }).toEqual({ args, code: 0 });
       expect(r.out).toContain("USAGE");
     }
-    expect((await ctl(["routes", "add", "--help"], true)).out).toContain("mcproxyctl routes add");
+    expect((await ctl(["routes", "add", "--help"], true)).out).toContain("mc-proxy ctl routes add");
   }, 60_000);
 
   test("usage errors exit 2 with one error line", async () => {

@@ -37,19 +37,17 @@ function treeListing(root: string): string[] {
   return out.sort();
 }
 
-/** Small stand-in executables: install.sh only copies them. */
-function fakeBinaries(): { bin: string; ctl: string } {
+/** A small stand-in executable: install.sh only copies it. */
+function fakeBinaries(): { bin: string } {
   const d = tempDir("bin");
   const bin = path.join(d, "mc-proxy");
-  const ctl = path.join(d, "mcproxyctl");
   fs.writeFileSync(bin, "#!/bin/sh\necho mc-proxy stand-in\n", { mode: 0o755 });
-  fs.writeFileSync(ctl, "#!/bin/sh\necho mcproxyctl stand-in\n", { mode: 0o755 });
-  return { bin, ctl };
+  return { bin };
 }
 
-function install(destdir: string, bins: { bin: string; ctl: string }) {
+function install(destdir: string, bins: { bin: string }) {
   return run(["sh", "deploy/scripts/install.sh"], {
-    env: { DESTDIR: destdir, BINARY: bins.bin, CTL_BINARY: bins.ctl },
+    env: { DESTDIR: destdir, BINARY: bins.bin },
   });
 }
 
@@ -67,7 +65,9 @@ describe("install.sh", () => {
 
     // What an operator relies on being there, with these modes.
     expect(after1).toContain(`usr/local/bin/mc-proxy file 755 ${sha256(bins.bin)}`);
-    expect(after1).toContain(`usr/local/bin/mcproxyctl file 755 ${sha256(bins.ctl)}`);
+    // One binary; the admin client is a relative link to it (the same file under another name).
+    expect(after1).toContain("usr/local/bin/mcproxyctl link mc-proxy");
+    expect(after1.filter((l) => l.startsWith("usr/local/bin/"))).toHaveLength(2);
     expect(after1).toContain(`usr/local/lib/mc-proxy/backup.sh file 755 ${sha256(path.join(REPO, "deploy/scripts/backup.sh"))}`);
     for (const unit of ["mc-proxy.service", "mc-proxy-backup.service", "mc-proxy-backup.timer"]) {
       expect(after1).toContain(`etc/systemd/system/${unit} file 644 ${sha256(path.join(REPO, "deploy/systemd", unit))}`);
@@ -102,6 +102,18 @@ describe("install.sh", () => {
     const config = path.join(dest, "srv/mc-proxy/mc-proxy.toml");
     expect(fs.readFileSync(config, "utf8")).toBe(fs.readFileSync(example, "utf8"));
     expect(fs.statSync(config).mode & 0o777).toBe(0o600);
+  });
+
+  test("upgrading over an install with a separate mcproxyctl binary replaces it with the link", () => {
+    const dest = tempDir("dest");
+    const old = path.join(dest, "usr/local/bin/mcproxyctl");
+    fs.mkdirSync(path.dirname(old), { recursive: true });
+    fs.writeFileSync(old, "#!/bin/sh\necho old mcproxyctl\n", { mode: 0o755 });
+    const r = install(dest, fakeBinaries());
+    expect(r.exitCode).toBe(0);
+    expect(fs.lstatSync(old).isSymbolicLink()).toBe(true);
+    expect(fs.readlinkSync(old)).toBe("mc-proxy");
+    expect(fs.readFileSync(old, "utf8")).toBe("#!/bin/sh\necho mc-proxy stand-in\n");
   });
 
   test("refuses to install a binary that does not exist", () => {

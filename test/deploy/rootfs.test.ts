@@ -68,8 +68,8 @@ describe("Containerfile", () => {
 
   test("final stage is FROM scratch and copies only the /rootfs that assemble.sh builds", () => {
     expect(finalStage[0]).toBe("FROM scratch");
-    // scripts/rootfs.sh calls assemble.sh with the same two binaries.
-    expect(buildStage).toContain("RUN sh deploy/rootfs/assemble.sh /rootfs dist/mc-proxy dist/mcproxyctl");
+    // scripts/rootfs.sh calls assemble.sh with the same binary.
+    expect(buildStage).toContain("RUN sh deploy/rootfs/assemble.sh /rootfs dist/mc-proxy");
     const copies = finalStage.filter((l) => l.startsWith("COPY ") || l.startsWith("ADD "));
     expect(copies.length).toBeGreaterThan(0);
     for (const c of copies) expect(c).toMatch(/^COPY --from=build (--chown=\S+ )?\/rootfs\/\S* \S+$/);

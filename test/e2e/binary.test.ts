@@ -1,20 +1,22 @@
 /**
  * The compiled `mc-proxy` binary on its own (SPEC §1, §9): copied into a temp
  * directory with no node_modules above it and run with a minimal environment,
- * as an operator would after `scp`. version, --help everywhere, one-line
- * errors, and `snapshot` of a database a running server holds.
+ * as an operator would after `scp`, with a `mcproxyctl` symlink beside it as
+ * install.sh makes. dist/ holds that one file; the admin client is the same
+ * binary as `mc-proxy ctl` and through the link. version, --help everywhere,
+ * one-line errors, and `snapshot` of a database a running server holds.
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { ensureBinaries } from "./build.ts";
+import { REPO, ensureBinaries } from "./build.ts";
 import { MIN_ENV, freshDir, killAll, removeDir, runBin, startServerProc, type ServerProc } from "./harness.ts";
 
 let root: string; // <tmp>/ : cfg, data/, bin/
 let bin: string; // <tmp>/bin/mc-proxy
-let ctl: string; // <tmp>/bin/mcproxyctl
+let ctl: string; // <tmp>/bin/mcproxyctl -> mc-proxy
 
 beforeAll(() => {
   const b = ensureBinaries();
@@ -24,9 +26,8 @@ beforeAll(() => {
   bin = path.join(root, "bin/mc-proxy");
   ctl = path.join(root, "bin/mcproxyctl");
   fs.copyFileSync(b.mcProxy, bin);
-  fs.copyFileSync(b.ctl, ctl);
   fs.chmodSync(bin, 0o755);
-  fs.chmodSync(ctl, 0o755);
+  fs.symlinkSync("mc-proxy", ctl); // relative, as install.sh makes it
 }, 600_000);
 
 afterAll(() => {
@@ -39,6 +40,15 @@ const mcp = (args: string[]) => runBin(bin, args, { cwd: root, env: MIN_ENV });
 
 /** Lines of text without the trailing newline. */
 const lines = (s: string) => s.replace(/\n$/, "").split("\n");
+
+test("dist/ holds one regular executable, mc-proxy (no second binary, no link)", () => {
+  const dist = path.join(REPO, "dist");
+  const entries = fs.readdirSync(dist).filter((n) => !n.startsWith(".")); // a build's temp file is dot-named
+  expect(entries).toEqual(["mc-proxy"]);
+  const st = fs.lstatSync(path.join(dist, "mc-proxy"));
+  expect(st.isFile()).toBe(true);
+  expect(st.mode & 0o111).toBe(0o111);
+});
 
 test("the temp directory has no node_modules anywhere above it (the binary must stand alone)", () => {
   for (let d = root; ; d = path.dirname(d)) {
@@ -71,14 +81,23 @@ describe("--help", () => {
     ["policies"], ["policies", "list"], ["policies", "add"], ["policies", "remove"],
     ["listeners"], ["listeners", "set-max-connections"], ["status"],
   ];
-  test("mcproxyctl <every command> --help prints that command's usage and exits 0", async () => {
+  test("mcproxyctl <every command> --help (the link) and mc-proxy ctl <every command> --help print the same usage under their own name", async () => {
     for (const cmd of ctlCommands) {
-      const r = await runBin(ctl, [...cmd, "--help"], { cwd: root });
-      expect({ cmd, code: r.code }).toEqual({ cmd, code: 0 });
-      expect(r.out).toContain("USAGE");
-      expect(r.out).toContain(["mcproxyctl", ...cmd].join(" "));
+      const viaLink = await runBin(ctl, [...cmd, "--help"], { cwd: root });
+      expect({ cmd, code: viaLink.code }).toEqual({ cmd, code: 0 });
+      expect(viaLink.out).toContain("USAGE");
+      expect(viaLink.out).toContain(["mcproxyctl", ...cmd].join(" "));
+      const viaSub = await mcp(["ctl", ...cmd, "--help"]);
+      expect({ cmd, code: viaSub.code }).toEqual({ cmd, code: 0 });
+      expect(viaSub.out).toContain(["mc-proxy ctl", ...cmd].join(" "));
+      expect(viaSub.out.replaceAll("mc-proxy ctl", "mcproxyctl")).toBe(viaLink.out);
     }
   }, 120_000);
+
+  test("mc-proxy --help lists ctl", async () => {
+    const r = await mcp(["--help"]);
+    expect(r.out).toMatch(/^\s+ctl\s+admin client/m);
+  });
 });
 
 describe("errors are one line and a non-zero exit", () => {
@@ -199,6 +218,26 @@ addr = "admin.sock"
     expect(st.code).toBe(0);
     expect(JSON.parse(st.out).listeners[0].route_count).toBe(3);
     expect(fs.existsSync(db())).toBe(true);
+  }, 60_000);
+
+  test("`mcproxyctl …` through the link and `mc-proxy ctl …` give byte-identical output and exit codes", async () => {
+    const sock = path.join(root, "admin.sock");
+    const cases = [
+      ["--socket", sock, "--json", "routes", "list", "--listener", "127.0.0.1:0"],
+      ["routes", "list", "--listener", "127.0.0.1:0", "--socket", sock],
+      ["--socket", sock, "listeners", "list"], // (not status: its uptime moves between two runs)
+      ["--socket", sock, "routes", "remove", "--listener", "127.0.0.1:0", "--hostname", "absent.test"], // exit 1, NOT_FOUND
+      ["--socket", path.join(root, "nobody.sock"), "status"], // exit 3, cannot connect
+      ["--version"],
+    ];
+    for (const args of cases) {
+      const viaLink = await runBin(ctl, args, { cwd: root });
+      const viaSub = await mcp(["ctl", ...args]);
+      expect({ args, ...viaSub }).toEqual({ args, ...viaLink });
+    }
+    const list = await runBin(ctl, cases[0]!, { cwd: root });
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.out).routes.map((r: { hostname: string }) => r.hostname)).toContain("seeded-a.test");
   }, 60_000);
 
   test("-o <existing file> refuses: non-zero exit, one line naming the file, file untouched", async () => {

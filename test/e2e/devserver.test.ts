@@ -120,7 +120,7 @@ describe("npm run devserver, first run", () => {
     const out = dev.out();
     expect(out).toContain(`curl -k https://localhost:${ports.proxy}/`);
     expect(out).toContain(`curl -k --resolve l4.localhost:${ports.proxy}:127.0.0.1 https://l4.localhost:${ports.proxy}/`);
-    expect(out).toContain(`src/ctl/main.ts routes list --listener 127.0.0.1:${ports.proxy} --socket ${join(dir, "mc-proxy.sock")}`);
+    expect(out).toContain(`src/main.ts ctl routes list --listener 127.0.0.1:${ports.proxy} --socket ${join(dir, "mc-proxy.sock")}`);
     expect(out).toContain(`curl http://127.0.0.1:${ports.metrics}/metrics`);
     expect(out).not.toContain("note:");
   });
@@ -153,7 +153,7 @@ describe("npm run devserver, first run", () => {
   });
 
   test("the printed ctl command lists both routes", async () => {
-    const r = await run(printed(dev, "node_modules/.bin/bun src/ctl/main.ts"));
+    const r = await run(printed(dev, "node_modules/.bin/bun src/main.ts ctl"));
     expect(r.code).toBe(0);
     expect(r.out).toMatch(new RegExp(`localhost +l7 +127\\.0\\.0\\.1:${ports.http}`));
     expect(r.out).toMatch(new RegExp(`l4\\.localhost +l4 +127\\.0\\.0\\.1:${ports.tls}`));
