@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test [-- <paths or bun test flags>]`: the test suite, on any Debian machine.
 # First the tools some tests drive (curl, openssl, haproxy, nghttp, promtool,
-# systemd-analyze, shellcheck, ss, ip, sysctl, unshare, prlimit, python3, h2spec):
+# systemd-analyze, shellcheck, ss, ip, sysctl, unshare, prlimit, python3, buildah,
+# h2spec):
 # as root, missing ones are installed with apt-get (h2spec is built offline
 # from ../shared/tools/h2spec); otherwise one line says what to install and
 # the tests go on (those that need a missing tool fail or skip).
@@ -13,7 +14,7 @@ PATH="$PWD/node_modules/.bin:$PATH"
 # command:Debian package
 TOOLS="curl:curl openssl:openssl haproxy:haproxy nghttp:nghttp2-client promtool:prometheus
 shellcheck:shellcheck systemd-analyze:systemd ss:iproute2 ip:iproute2 sysctl:procps
-unshare:util-linux prlimit:util-linux python3:python3"
+unshare:util-linux prlimit:util-linux python3:python3 buildah:buildah"
 H2SPEC_BUILD=../shared/tools/h2spec/build.sh
 
 need=()

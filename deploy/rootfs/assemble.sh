@@ -5,8 +5,9 @@
 #
 # This script is the ONE definition of what ships in the image: the
 # Containerfile's build stage runs it and the final stage (FROM scratch) copies
-# DEST verbatim, and scripts/rootfs.sh runs the same script to prove, without a
-# container engine, that the result boots. Contents:
+# DEST verbatim; scripts/image.sh (`npm run image`) runs it on the host and
+# builds the same final stage from DEST with buildah, then runs the image.
+# Contents:
 #   /mc-proxy                                  the compiled binary
 #   /mcproxyctl -> mc-proxy                    the admin client: the same binary
 #                                              started under that name
@@ -19,7 +20,7 @@
 #                                              the runtime itself runs on a read-only root
 #   /proc, /dev                                empty mount points
 # ROOTFS_OMIT="name ..." leaves out libraries with those basenames; it exists only
-# so the rootfs test can prove that a missing library is detected.
+# so test/deploy/image.test.ts can prove that image.sh detects a missing library.
 set -eu
 
 UID_GID=65532

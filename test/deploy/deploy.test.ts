@@ -228,7 +228,7 @@ describe("shell scripts", () => {
     }
     expect(scripts).toContain("deploy/scripts/install.sh");
     expect(scripts).toContain("deploy/scripts/backup.sh");
-    expect(scripts).toContain("scripts/rootfs.sh");
+    expect(scripts).toContain("scripts/image.sh");
     const r = run(["shellcheck", "--severity=style", ...scripts]);
     expect(r.stdout + r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
