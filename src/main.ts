@@ -118,7 +118,7 @@ export async function runMain(argv: string[]): Promise<number> {
  * (measured with Bun 1.4.4) process.argv[0] is always "bun", argv[1] a
  * /$bunfs path, and process.execPath the resolved file (a symlink's target);
  * only process.argv0 keeps the name as typed: "mcproxyctl" via a link on PATH,
- * "./dist/mcproxyctl", "/mcproxyctl" in the image.
+ * "./mcproxyctl", "/mcproxyctl" in the image.
  */
 export function invokedName(): string {
   return basename(process.argv0);

@@ -1,8 +1,8 @@
 /**
- * Drives the compiled binaries as subprocesses for the e2e tests:
- *   const srv = await startServerProc(MC_PROXY, cfgPath);   // waits for the server.start log line
- *   srv.port(0)                                              // bound port of listeners[0]
- *   const r = await runBin(MCPROXYCTL, ["--socket", sock, "status"]);  // { code, out, err }
+ * Drives the compiled binary as subprocesses for the e2e tests (bins = ensureBinaries()):
+ *   const srv = await startServerProc(bins.mcProxy, cfgPath);  // waits for the server.start log line
+ *   srv.port(0)                                                 // bound port of listeners[0]
+ *   const r = await runBin(bins.ctl, ["--socket", sock, "status"]);  // mcproxyctl link; { code, out, err }
  *   await srv.stop();                                        // SIGTERM, wait for exit (SIGKILL after 20 s)
  * (the server process itself is test/helpers/subprocess.ts, started from the binary)
  * Every process started here is tracked; `killAll()` (call it in afterAll) kills
