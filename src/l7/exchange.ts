@@ -9,6 +9,7 @@
  */
 import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
+import type { RouteEntry } from "../state/state.ts";
 import type { RouteRecord } from "../records.ts";
 import type { Fields } from "./headers.ts";
 
@@ -83,10 +84,15 @@ export class Exchange {
   constructor(
     private readonly info: ExchangeInfo,
     private readonly front: FrontSide,
-    readonly record: RouteRecord,
+    /** The route as it was when the request arrived (its backend target and CA go with it). */
+    readonly entry: RouteEntry,
     private readonly method: string,
     private readonly path: string,
   ) {}
+
+  get record(): RouteRecord {
+    return this.entry.record;
+  }
 
   /** The backend side is ready: replay what the front delivered meanwhile and let the body flow. */
   attach(b: BackendStream, protocol: string): void {

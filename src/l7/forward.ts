@@ -38,7 +38,7 @@ export interface RequestIn {
  */
 export function newExchange(conn: L7Conn, front: FrontSide, req: RequestIn): Exchange {
   conn.requests++;
-  const ex = new Exchange(conn.info, front, conn.ctx.route().record, req.method, req.path);
+  const ex = new Exchange(conn.info, front, conn.ctx.route(), req.method, req.path);
   conn.track(ex);
   return ex;
 }
@@ -76,7 +76,7 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
   }
   let target: BackendTarget;
   try {
-    target = targetFor(record);
+    target = targetFor(ex.entry);
   } catch (e) {
     // A route-level failure (e.g. an unreadable backend_tls_ca): 502 and one JSON log line.
     log.error("l7.route_error", { listener: ctx.listenerAddr, route: record.hostname, reason: (e as Error).message });

@@ -93,7 +93,8 @@ class WsTunnel implements ProtocolFront, DialClient {
     const conn = this.conn;
     const ctx = conn.ctx;
     conn.requests++;
-    const record = ctx.route().record;
+    const entry = ctx.route();
+    const record = entry.record;
     const host = this.h.host === "" ? ctx.sni : authorityHost(this.h.host);
     if (host !== ctx.sni) return this.answer(421, BODY_421);
     if (record.l7Policies.length > 0) {
@@ -104,7 +105,7 @@ class WsTunnel implements ProtocolFront, DialClient {
       }
     }
     try {
-      this.target = targetFor(record);
+      this.target = targetFor(entry);
     } catch (e) {
       log.error("l7.route_error", { listener: ctx.listenerAddr, route: record.hostname, reason: (e as Error).message });
       return this.answer(502, BODY_502_ERR);

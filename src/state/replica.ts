@@ -27,7 +27,7 @@ export interface WireCert {
 }
 
 export interface Snapshot {
-  listeners: { record: ListenerRecord; routes: { record: RouteRecord; cert: number }[] }[];
+  listeners: { record: ListenerRecord; routes: { record: RouteRecord; cert: number; backendCa: string | null }[] }[];
   rules: FirewallRuleRecord[];
   /** Certificate id → PEMs; id 0 = no certificate. */
   certs: [number, WireCert][];
@@ -53,11 +53,11 @@ export function takeSnapshot(state: State, ids: CertIds): Snapshot {
   const listeners = state.listeners().map((l) => ({
     record: l.record,
     routes: [...l.routes.values()].map((e) => {
-      if (!e.cert) return { record: e.record, cert: 0 };
+      if (!e.cert) return { record: e.record, cert: 0, backendCa: e.backendCa };
       const id = ids.idOf(e.cert);
       const { certPath, keyPath, certPem, keyPem, warnings } = e.cert;
       certs.set(id, { certPath, keyPath, certPem, keyPem, warnings });
-      return { record: e.record, cert: id };
+      return { record: e.record, cert: id, backendCa: e.backendCa };
     }),
   }));
   return { listeners, rules: state.firewallRules(), certs: [...certs] };
@@ -104,7 +104,13 @@ export class Replica implements RouteTable {
       if (!ls) continue; // the listener set is fixed at start
       ls.record = l.record;
       const routes = new Map<string, RouteEntry>();
-      for (const r of l.routes) routes.set(normalizeHostname(r.record.hostname), { record: r.record, cert: r.cert ? (certs.get(r.cert) ?? null) : null });
+      for (const r of l.routes) {
+        // Unchanged routes keep their entry object: the backend targets derived from it stay cached.
+        const old = ls.routes.get(normalizeHostname(r.record.hostname));
+        const cert = r.cert ? (certs.get(r.cert) ?? null) : null;
+        const same = old && sameRecord(old.record, r.record) && old.cert === cert && old.backendCa === r.backendCa;
+        routes.set(normalizeHostname(r.record.hostname), same ? old : { record: r.record, cert, backendCa: r.backendCa });
+      }
       ls.routes = routes;
     }
     this.rules = s.rules;
@@ -114,6 +120,11 @@ export class Replica implements RouteTable {
       cb("firewall");
     }
   }
+}
+
+/** Same route settings (records arrive as fresh copies in every snapshot). */
+function sameRecord(a: RouteRecord, b: RouteRecord): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** A CertPair from PEMs the main thread already checked (no file access, no key checks again). */

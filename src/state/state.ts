@@ -15,6 +15,7 @@ import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { normalizeIp, parseCidr } from "../net/ip.ts";
 import { type CertPair, loadCertPair } from "../tls/certs.ts";
 import { log } from "../obs/log.ts";
+import { readFileSync } from "node:fs";
 import type { Store } from "../store/store.ts";
 import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../records.ts";
 
@@ -22,6 +23,25 @@ export interface RouteEntry {
   readonly record: RouteRecord;
   /** L7: loaded, checked cert; null for L4 or when loading failed at start */
   cert: CertPair | null;
+  /**
+   * L7 with backend_tls_verify and backend_tls_ca: the CA bundle's PEM, read
+   * with the route (start, AddRoute, SIGHUP) like its certificate, so every
+   * data-path thread verifies with the same bytes whatever happens to the
+   * file later. null when unused, or unreadable when the route was loaded
+   * (its requests then answer 502, logged: see src/l7/backend/target.ts).
+   */
+  backendCa: string | null;
+}
+
+/** The backend CA PEM a route verifies with (see RouteEntry.backendCa); logs and returns null when unreadable. */
+export function loadBackendCa(record: RouteRecord, listenerAddr: string): string | null {
+  if (record.mode !== "l7" || !record.backendTls || !record.backendTlsVerify || !record.backendTlsCa) return null;
+  try {
+    return readFileSync(record.backendTlsCa, "utf8");
+  } catch (e) {
+    log.warn("route.backend_ca_unreadable", { listener: listenerAddr, hostname: record.hostname, file: record.backendTlsCa, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    return null;
+  }
 }
 
 export interface ListenerState {
@@ -109,7 +129,7 @@ export class State implements RouteTable {
           log.warn("route.cert_load_failed", { listener: l.record.addr, hostname: record.hostname, reason: (e as Error).message });
         }
       }
-      l.routes.set(routeKey(record.hostname), { record, cert });
+      l.routes.set(routeKey(record.hostname), { record, cert, backendCa: loadBackendCa(record, l.record.addr) });
     }
     return new State(store, listeners, store.listFirewallRules());
   }
@@ -159,7 +179,7 @@ export class State implements RouteTable {
     const cert = candidate.mode === "l7" ? check.cert : null;
 
     const record = this.store.upsertRoute(l.record.id, candidate); // throws → memory untouched
-    l.routes.set(routeKey(record.hostname), { record, cert });
+    l.routes.set(routeKey(record.hostname), { record, cert, backendCa: loadBackendCa(record, l.record.addr) });
     log.info("state.route_upserted", { listener: l.record.addr, hostname: record.hostname, backend: record.backend, mode: record.mode });
     this.emit("routes");
     return record;
@@ -276,13 +296,16 @@ export class State implements RouteTable {
     for (const l of this.byAddr.values()) {
       for (const [key, entry] of l.routes) {
         if (entry.record.mode !== "l7") continue;
+        // The backend CA too; unreadable now: keep the bundle read before (as for certificates).
+        const backendCa = loadBackendCa(entry.record, l.record.addr) ?? entry.backendCa;
         try {
           const cert = loadCertPair(entry.record.tlsCert, entry.record.tlsKey);
           for (const w of cert.warnings) log.warn("route.cert_warning", { listener: l.record.addr, hostname: entry.record.hostname, detail: w });
-          l.routes.set(key, { record: entry.record, cert });
+          l.routes.set(key, { record: entry.record, cert, backendCa });
           reloaded++;
         } catch (e) {
           failed++;
+          if (backendCa !== entry.backendCa) l.routes.set(key, { ...entry, backendCa });
           log.warn("cert.reload_failed", {
             listener: l.record.addr,
             hostname: entry.record.hostname,
@@ -313,7 +336,7 @@ export class State implements RouteTable {
 
   /** Installs a new entry object (same cert) so holders of the old one are unaffected. */
   private replaceEntry(l: ListenerState, old: RouteEntry, record: RouteRecord): void {
-    l.routes.set(routeKey(old.record.hostname), { record, cert: old.cert });
+    l.routes.set(routeKey(old.record.hostname), { record, cert: old.cert, backendCa: old.backendCa });
   }
 
   private emit(what: ChangeKind): void {

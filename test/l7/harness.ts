@@ -8,6 +8,7 @@ import fs from "node:fs";
 import type { ProxyConfig } from "../../src/config/types.ts";
 import { loadCertPair, type CertPair } from "../../src/tls/certs.ts";
 import type { ConnSummary, L7Conn, RouteEntry } from "../../src/l7/conn.ts";
+import { loadBackendCa } from "../../src/state/state.ts";
 import { L7Runtime } from "../../src/l7/runtime.ts";
 import type { RouteRecord } from "../../src/records.ts";
 import { makeCA, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
@@ -79,7 +80,7 @@ type Data = { conn: L7Conn | null; started: boolean };
  * the L7 runtime as the peeked bytes, as the real pipeline does.
  */
 export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null; proxy?: Partial<ProxyConfig>; clientAddress?: string } = {}): L7Harness {
-  let entry: RouteEntry = { record, cert: opts.cert === undefined ? testPki().pair : opts.cert };
+  let entry: RouteEntry = { record, cert: opts.cert === undefined ? testPki().pair : opts.cert, backendCa: loadBackendCa(record, "harness") };
   const proxy = { ...PROXY_DEFAULTS, ...opts.proxy };
   const runtime = new L7Runtime(proxy);
   const closes: ConnSummary[] = [];
@@ -133,7 +134,7 @@ export function startHarness(record: RouteRecord, opts: { cert?: CertPair | null
   return {
     port: server.port,
     setRoute(r, cert) {
-      entry = { record: r, cert: cert === undefined ? entry.cert : cert };
+      entry = { record: r, cert: cert === undefined ? entry.cert : cert, backendCa: loadBackendCa(r, "harness") };
     },
     closes,
     runtime,

@@ -1,12 +1,13 @@
 /**
- * Where and how to reach a route's backend, derived once per RouteRecord
- * object (an admin change replaces the record, so the cache follows it).
+ * Where and how to reach a route's backend, derived once per RouteEntry
+ * object (an admin change or a SIGHUP replaces the entry, so the cache
+ * follows it). The backend CA comes from the entry (read with the route), not
+ * from the file at request time.
  */
-import fs from "node:fs";
 import net from "node:net";
 import type { BackendProtocol } from "../../config/types.ts";
 import { parseHostPort } from "../../net/addr.ts";
-import type { RouteRecord } from "../../records.ts";
+import type { RouteEntry } from "../../state/state.ts";
 
 export interface BackendTls {
   /** SNI sent and name verified: backend_tls_server_name, else the route hostname. Empty for IP names. */
@@ -29,12 +30,17 @@ export interface BackendTarget {
   defaultAuthority: string;
 }
 
-const cache = new WeakMap<RouteRecord, BackendTarget>();
+const cache = new WeakMap<RouteEntry, BackendTarget>();
 
-/** The BackendTarget of `record`, computed on first use and cached per record object. */
-export function targetFor(record: RouteRecord): BackendTarget {
-  let t = cache.get(record);
+/**
+ * The BackendTarget of a route, computed on first use and cached per entry.
+ * Throws (a route-level failure: 502, logged) when the route verifies with a
+ * backend_tls_ca that could not be read when the route was loaded.
+ */
+export function targetFor(entry: RouteEntry): BackendTarget {
+  let t = cache.get(entry);
   if (t) return t;
+  const record = entry.record;
   const hp = parseHostPort(record.backend, 1);
   if (!hp || hp.host === "") throw new Error(`bad backend address: ${record.backend}`); // validated when configured
   const { host, port } = hp;
@@ -44,7 +50,7 @@ export function targetFor(record: RouteRecord): BackendTarget {
     tls = {
       servername: net.isIP(name) ? "" : name,
       rejectUnauthorized: record.backendTlsVerify,
-      ca: record.backendTlsVerify && record.backendTlsCa ? fs.readFileSync(record.backendTlsCa, "utf8") : undefined,
+      ca: record.backendTlsVerify && record.backendTlsCa ? caOf(entry) : undefined,
     };
   }
   const addrKey = `${host}|${port}|${tls ? "tls" : "clear"}`;
@@ -57,6 +63,13 @@ export function targetFor(record: RouteRecord): BackendTarget {
     protocol: record.backendProtocol,
     defaultAuthority: record.hostname,
   };
-  cache.set(record, t);
+  cache.set(entry, t);
   return t;
+}
+
+function caOf(entry: RouteEntry): string {
+  if (entry.backendCa === null) {
+    throw new Error(`backend_tls_ca ${entry.record.backendTlsCa}: could not be read when the route was loaded (fix the file, then SIGHUP)`);
+  }
+  return entry.backendCa;
 }
