@@ -15,6 +15,7 @@
  * applied to that copy only. What it cannot know without binding: whether
  * the ports are free.
  */
+import { resolveWorkers } from "./server/workers.ts";
 import { accessSync, constants, existsSync, lstatSync, statSync } from "node:fs";
 import { dirname, sep } from "node:path";
 import { formatDuration } from "./config/duration.ts";
@@ -89,6 +90,8 @@ export interface CheckReport {
   } | null;
   admin: { addr: string; transport: "unix" | "mtls"; clientCa: string } | null;
   metrics: string | null;
+  /** Data-path threads as configured (0 = one per CPU) and what that means on this machine for this process. */
+  workers: { configured: number; threads: number } | null;
 }
 
 /** Records an error at a config key path (the message names the config file, as the loader's do). */
@@ -98,7 +101,7 @@ type ErrorAt = (keyPath: string, detail: string) => void;
 export function checkConfig(configPath: string): CheckReport {
   const report: CheckReport = {
     ok: false, config: configPath, errors: [], warnings: [], database: null, servedFrom: null,
-    listeners: [], firewall: null, admin: null, metrics: null,
+    listeners: [], firewall: null, admin: null, metrics: null, workers: null,
   };
   let config: Config;
   try {
@@ -114,6 +117,7 @@ export function checkConfig(configPath: string): CheckReport {
   }
   const error: ErrorAt = (keyPath, detail) => report.errors.push(new ConfigError(config.file, keyPath, detail).message);
 
+  report.workers = { configured: config.proxy.workers, threads: resolveWorkers(config.proxy.workers) };
   const geoip = checkGeoip(config, error);
   checkAdmin(config, report, error);
   if (config.metrics) {
@@ -335,6 +339,10 @@ export function formatReport(r: CheckReport): { stdout: string; stderr: string }
     const a = r.admin;
     out.push(`admin API: ${!a ? "none" : a.transport === "unix" ? `unix socket ${a.addr}` : `${a.addr} (TLS 1.3, client certificates from ${a.clientCa})`}`);
     out.push(`metrics: ${r.metrics ?? "none"}`);
+    if (r.workers) {
+      const w = r.workers;
+      out.push(`data path: ${w.threads} thread${w.threads === 1 ? "" : "s"}${w.configured === 0 ? " (workers = 0: one per CPU this process may run on)" : ""}`);
+    }
   }
   const nw = r.warnings.length;
   const warned = nw ? `, ${nw} warning${nw === 1 ? "" : "s"}` : "";
