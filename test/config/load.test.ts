@@ -206,6 +206,14 @@ describe("config validation names the key path of each problem", () => {
   test("zero rate_window", () => void rejects(`${R}[firewall]\nrate_window = "0s"\n`, "firewall.rate_window", /greater than 0/));
   test("hello_max_bytes below 1 KiB", () => void rejects(`${R}[proxy]\nhello_max_bytes = 1023\n`, "proxy.hello_max_bytes", /out of range/));
   test("hello_max_bytes above 1 MiB", () => void rejects(`${R}[proxy]\nhello_max_bytes = 1048577\n`, "proxy.hello_max_bytes", /out of range/));
+  test("workers below 0", () => void rejects(`${R}[proxy]\nworkers = -1\n`, "proxy.workers", /out of range 0-256/));
+  test("workers above 256", () => void rejects(`${R}[proxy]\nworkers = 257\n`, "proxy.workers", /out of range 0-256/));
+  test("workers not an integer", () => void rejects(`${R}[proxy]\nworkers = 1.5\n`, "proxy.workers", /integer/));
+  test("workers 0 and 256 are accepted; 0 is the default", () => {
+    expect(parseConfig(`${R}[proxy]\nworkers = 256\n`, "").config.proxy.workers).toBe(256);
+    expect(parseConfig(`${R}[proxy]\nworkers = 0\n`, "").config.proxy.workers).toBe(0);
+    expect(parseConfig(R, "").config.proxy.workers).toBe(0);
+  });
   test("hello_max_bytes at the bounds is accepted", () => {
     expect(parseConfig(`${R}[proxy]\nhello_max_bytes = 1024\n`, "").config.proxy.helloMaxBytes).toBe(1024);
     expect(parseConfig(`${R}[proxy]\nhello_max_bytes = 1048576\n`, "").config.proxy.helloMaxBytes).toBe(1048576);

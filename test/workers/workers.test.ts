@@ -16,7 +16,11 @@ import { ensureBinaries } from "../e2e/build.ts";
 import { echoVia, rawAttempt, startTlsEcho, tlsSession, type EchoBackend, type TlsSession } from "../e2e/net.ts";
 import { cleanupCerts, makeCA, makeLeaf, type CA, type CertFiles } from "../fixtures/certs.ts";
 import { realHello, waitUntil } from "../helpers/net.ts";
-import { killAllServers, startProxyProc, type LogLine, type ServerProc } from "../helpers/subprocess.ts";
+import { killAllServers, spawnServer, startProxyProc, type LogLine, type ServerProc } from "../helpers/subprocess.ts";
+import { freePort } from "../helpers/proxy.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 
 let bin: string;
 let ca: CA;
@@ -261,6 +265,48 @@ ${route}`), { bin });
       expect(new Set(connWorkers(p)).size).toBe(2);
     } finally {
       p.cleanup();
+    }
+  });
+});
+
+describe("[proxy] workers: how many, and the port", () => {
+  test("workers = 0 is one thread per CPU the process may run on: taskset -c 0 gives 1, the whole machine gives availableParallelism()", async () => {
+    const toml = config().replace("workers = 2", "workers = 0");
+    const pinned = await startProxyProc(toml, { bin, wrap: ["taskset", "-c", "0"] });
+    try {
+      expect(pinned.start.workers).toBe(1);
+      expect(await echoVia(pinned.port(), "a.test", ca.certPem)).toBe("A:ping");
+      expect(await pinned.stop()).toBe(0);
+    } finally {
+      pinned.cleanup();
+    }
+    const all = await startProxyProc(toml, { bin });
+    try {
+      expect(all.start.workers).toBe(availableParallelism());
+      expect(await all.stop()).toBe(0);
+    } finally {
+      all.cleanup();
+    }
+  });
+
+  test("a port another instance holds is refused at start, not silently shared through SO_REUSEPORT", async () => {
+    const port = await freePort();
+    const toml = config().replace('addr = "127.0.0.1:0"', `addr = "127.0.0.1:${port}"`);
+    const first = await startProxyProc(toml, { bin });
+    const dir = mkdtempSync(join(tmpdir(), "mcp-workers-"));
+    try {
+      writeFileSync(join(dir, "mc-proxy.toml"), `[database]\npath = "mc-proxy.db"\n\n${toml.replace('addr = "admin.sock"', 'addr = "admin2.sock"')}`);
+      const second = spawnServer(join(dir, "mc-proxy.toml"), { bin, cwd: dir });
+      const code = await second.exited(20_000);
+      expect(code).not.toBe(0);
+      expect(second.stderrText()).toContain(`listener 127.0.0.1:${port}: cannot bind`);
+      // The first one still has the port to itself.
+      for (let i = 0; i < 10; i++) expect(await echoVia(port, "a.test", ca.certPem)).toBe("A:ping");
+      await waitUntil(() => first.logs.filter((l) => l.event === "conn").length >= 10, 10_000, "the first instance served all 10");
+      expect(await first.stop()).toBe(0);
+    } finally {
+      first.cleanup();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
