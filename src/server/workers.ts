@@ -199,7 +199,11 @@ export class WorkerPool {
 
   private answered(m: ToMain): void {
     const p = this.pending.get(m.seq);
-    if (!p) return;
+    if (!p) {
+      // An answer after its call timed out: the worker already reset the counts it reports, so keep them (next scrape).
+      if (m.t === "metrics" || m.t === "drained") this.opts.absorb(m.delta);
+      return;
+    }
     this.pending.delete(m.seq);
     clearTimeout(p.timer);
     p.resolve(m);
