@@ -63,6 +63,14 @@ export type ToMain =
   | { t: "metrics"; seq: number; delta: MetricDelta[] }
   | { t: "drained"; seq: number; cut: number; delta: MetricDelta[] };
 
+/** An uncaught error's message, one line (Bun's ErrorEvent.message carries a source excerpt). */
+function errorText(e: ErrorEvent): string {
+  const err = (e as { error?: { name?: unknown; message?: unknown } | null }).error;
+  if (err && typeof err.message === "string") return `${typeof err.name === "string" ? err.name : "Error"}: ${err.message}`;
+  const lines = String(e.message).split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /^(error|\w*Error):/i.test(l)) ?? lines[0] ?? "unknown";
+}
+
 /** `workers = 0`: one per CPU this process may run on (sched_getaffinity: `taskset -c 1` means one). */
 export function resolveWorkers(configured: number): number {
   return configured > 0 ? configured : Math.max(1, availableParallelism());
@@ -215,7 +223,7 @@ export class WorkerPool {
     const slot: Slot = { thread, worker, ready: false };
     this.slots.set(thread, slot);
     worker.addEventListener("message", (e: MessageEvent<ToMain>) => this.answered(e.data));
-    worker.addEventListener("error", (e: ErrorEvent) => this.died(slot, `uncaught error: ${e.message}`));
+    worker.addEventListener("error", (e: ErrorEvent) => this.died(slot, `uncaught error: ${errorText(e)}`));
     worker.addEventListener("close", (e: Event) => this.died(slot, `exited (code ${(e as CloseEvent).code ?? "?"})`));
     const seq = ++this.seq;
     return this.call(slot, this.opts.init(thread, seq), WORKER_START_TIMEOUT_MS).then((a) => {
