@@ -110,6 +110,8 @@ export interface WorkerPoolOptions {
   onFatal(reason: string): void;
   /** Metric deltas a worker reported on its way out (drain). */
   absorb(delta: MetricDelta[]): void;
+  /** The worker's code (default: worker.ts; tests pass a stand-in that misbehaves). */
+  url?: string;
 }
 
 export class WorkerPool {
@@ -219,7 +221,7 @@ export class WorkerPool {
 
   /** Starts thread `t`; resolves null once it is serving, or with why it could not start. */
   private spawn(thread: number): Promise<string | null> {
-    const worker = new Worker(workerUrl());
+    const worker = new Worker(this.opts.url ?? workerUrl());
     const slot: Slot = { thread, worker, ready: false };
     this.slots.set(thread, slot);
     worker.addEventListener("message", (e: MessageEvent<ToMain>) => this.answered(e.data));
