@@ -155,8 +155,10 @@ export class FdBudget {
   /** Client connections live now (this thread's, or every thread's when shared), and when last measured. */
   private conns = 0;
   private connsAtMeasure = 0;
-  /** Several data-path threads: the live count is one Int32 they all update (see share()). */
+  /** Several data-path threads: [live connections, refused, dials refused] shared by all (see share()). */
   private sharedConns: Int32Array | null = null;
+  /** …and when any of them last warned (ms since the epoch): one warning a second for the process. */
+  private sharedWarnAt: BigInt64Array | null = null;
   private refused = 0;
   private dialsRefused = 0;
   private lastWarnAt = -Infinity;
@@ -183,8 +185,9 @@ export class FdBudget {
    * connections every thread accepted since the last reading, or the threads
    * together overrun the limit (and Bun's accept loop spins on EMFILE).
    */
-  share(counter: Int32Array): void {
-    this.sharedConns = counter;
+  share(counters: Int32Array, lastWarnAt: BigInt64Array): void {
+    this.sharedConns = counters;
+    this.sharedWarnAt = lastWarnAt;
   }
 
   private live(): number {
@@ -238,25 +241,41 @@ export class FdBudget {
 
   /** A connection was closed at accept because the budget is full. */
   noteRefused(): void {
-    this.refused++;
+    if (this.sharedConns) Atomics.add(this.sharedConns, 1, 1);
+    else this.refused++;
   }
 
   /** A dial failed with ECONNREFUSED: true (and counted) if that is likely EMFILE, because the process is near its limit. */
   dialRefusedNearLimit(): boolean {
     if (!this.full()) return false;
-    this.dialsRefused++;
+    if (this.sharedConns) Atomics.add(this.sharedConns, 2, 1);
+    else this.dialsRefused++;
     return true;
   }
 
   /** What to warn about, at most once per FD_WARN_INTERVAL_MS and only if something was refused since. */
   takeWarning(now: number): FdWarning | null {
+    const shared = this.sharedConns;
+    const warnAt = this.sharedWarnAt;
+    if (shared && warnAt) {
+      // Several threads: whoever claims the slot first warns, with the whole process's counts.
+      if (Atomics.load(shared, 1) === 0 && Atomics.load(shared, 2) === 0) return null;
+      const last = Atomics.load(warnAt, 0);
+      if (now - Number(last) < FD_WARN_INTERVAL_MS) return null;
+      if (Atomics.compareExchange(warnAt, 0, last, BigInt(Math.floor(now))) !== last) return null;
+      return this.warning(Atomics.exchange(shared, 1, 0), Atomics.exchange(shared, 2, 0));
+    }
     if (this.refused === 0 && this.dialsRefused === 0) return null;
     if (now - this.lastWarnAt < FD_WARN_INTERVAL_MS) return null;
     this.lastWarnAt = now;
-    const w: FdWarning = { fds_in_use: this.measured, fd_limit: this.limit, fd_reserve: this.reserve, system_fds_free: this.systemFree < 2 * this.reserve ? this.systemFree : null, refused: this.refused, dials_refused: this.dialsRefused };
+    const w = this.warning(this.refused, this.dialsRefused);
     this.refused = 0;
     this.dialsRefused = 0;
     return w;
+  }
+
+  private warning(refused: number, dialsRefused: number): FdWarning {
+    return { fds_in_use: this.measured, fd_limit: this.limit, fd_reserve: this.reserve, system_fds_free: this.systemFree < 2 * this.reserve ? this.systemFree : null, refused, dials_refused: dialsRefused };
   }
 }
 

@@ -19,8 +19,10 @@
 export interface CounterBuffers {
   active: SharedArrayBuffer;
   totals: SharedArrayBuffer;
-  /** One Int32: client connections open in the process, for the descriptor budget (src/net/fds.ts share()). */
+  /** Int32 × 3 for the descriptor budget (src/net/fds.ts share()): client connections open in the process, connections refused and dials refused since the last warning. */
   fds: SharedArrayBuffer;
+  /** BigInt64: when the process last warned about descriptors (ms since the epoch). */
+  fdWarnAt: SharedArrayBuffer;
   listeners: number;
   threads: number;
 }
@@ -47,7 +49,8 @@ export class ConnCounters {
     return {
       active: new SharedArrayBuffer(4 * listeners * (threads + 1)),
       totals: new SharedArrayBuffer(8 * threads),
-      fds: new SharedArrayBuffer(4),
+      fds: new SharedArrayBuffer(12),
+      fdWarnAt: new SharedArrayBuffer(8),
       listeners,
       threads,
     };

@@ -85,7 +85,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   const fd = raiseFdLimit();
   if (fd.raiseFailed) log.warn("server.fd_limit", { soft: fd.limit?.soft, hard: fd.limit?.hard, detail: "could not raise the soft file descriptor limit to the hard limit" });
   fdBudget.init(fd.limit?.soft ?? null);
-  if (threads > 1) fdBudget.share(new Int32Array(counterBuffers.fds));
+  if (threads > 1) fdBudget.share(new Int32Array(counterBuffers.fds), new BigInt64Array(counterBuffers.fdWarnAt));
 
   const startedAt = new Date();
   let proxy: ProxyServer;

@@ -27,7 +27,7 @@ function start(init: WorkerInit): void {
   setLogLevel(init.logLevel);
   setLogBase({ worker: init.thread });
   fdBudget.init(init.fdSoft);
-  fdBudget.share(new Int32Array(init.counters.fds));
+  fdBudget.share(new Int32Array(init.counters.fds), new BigInt64Array(init.counters.fdWarnAt));
   replica = new Replica(init.snapshot);
   const fw = new Firewall({ ...init.firewall, sharedRate: init.rate ? { buffers: init.rate, owner: init.thread + 1 } : undefined });
   firewall = fw;
