@@ -46,7 +46,7 @@ export interface AdminState {
 
 export interface AdminDeps {
   state: AdminState;
-  status(): { version: string; startedAt: Date; totalConnections: number; active(addr: string): number };
+  status(): { version: string; startedAt: Date; totalConnections: number; active(addr: string): number; workers?: number };
   /**
    * After a successful mutation, the RPC answers only once this resolves:
    * every data-path worker has applied the change (src/server/workers.ts).
@@ -160,6 +160,7 @@ function adminHandlers(deps: AdminDeps): Handlers {
         version: st.version,
         startedAt: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 },
         totalConnections: st.totalConnections,
+        workers: st.workers ?? 0,
         listeners: s.listeners().map((l) => ({
           addr: l.record.addr,
           routeCount: l.routes.size,

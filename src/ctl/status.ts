@@ -37,7 +37,8 @@ export function formatStatus(st: GetStatusResponse, now: Date = new Date()): str
   const head =
     `mc-proxy ${st.version}\n` +
     `started  ${start.toISOString()} (up ${formatDuration(now.getTime() - start.getTime())})\n` +
-    `connections total ${st.totalConnections}\n\n`;
+    `connections total ${st.totalConnections}\n` +
+    (st.workers > 0 ? `workers  ${st.workers} data-path thread${st.workers === 1 ? "" : "s"}\n\n` : "\n");
   if (st.listeners.length === 0) return head + "no listeners\n";
   return (
     head +
@@ -62,6 +63,7 @@ export function statusJson(st: GetStatusResponse, now: Date = new Date()): Json 
     started_at: start.toISOString(),
     uptime_seconds: Math.max(0, Math.floor((now.getTime() - start.getTime()) / 1000)),
     total_connections: st.totalConnections,
+    workers: st.workers,
     listeners: st.listeners.map((l) => ({
       addr: l.addr,
       route_count: l.routeCount,

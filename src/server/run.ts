@@ -140,6 +140,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
           version: VERSION,
           startedAt,
           totalConnections: counters.totalAccepted(),
+          workers: threads,
           active: (addr: string) => {
             const l = state.listener(addr);
             return l ? counters.activeOn(l.slot) : 0;

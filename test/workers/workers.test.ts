@@ -119,6 +119,7 @@ describe("[proxy] workers = 2 (compiled binary)", () => {
         for (let i = 0; i < 10; i++) open.push(await tlsSession(port, "a.test", ca.certPem));
         for (const s of open) expect(await s.exchange("hold")).toBe("A:hold");
         const st = await admin.getStatus();
+        expect(st.workers).toBe(2);
         expect(st.listeners[0]!.activeConnections).toBe(10);
         expect(st.totalConnections).toBe(n + 10);
         expect(sample(await scrape(p), "mcproxy_active_connections", `listener="127.0.0.1:0"`)).toBe(10);

@@ -346,6 +346,8 @@ export interface GetStatusResponse {
   startedAt: Timestamp | undefined;
   totalConnections: number;
   listeners: ListenerStatus[];
+  /** Data-path threads serving (the main thread included; `[proxy] workers`, 0 resolved to the CPU count). */
+  workers: number;
 }
 
 function createBaseL7Policy(): L7Policy {
@@ -2793,7 +2795,7 @@ export const GetStatusRequest: MessageFns<GetStatusRequest> = {
 };
 
 function createBaseGetStatusResponse(): GetStatusResponse {
-  return { version: "", startedAt: undefined, totalConnections: 0, listeners: [] };
+  return { version: "", startedAt: undefined, totalConnections: 0, listeners: [], workers: 0 };
 }
 
 export const GetStatusResponse: MessageFns<GetStatusResponse> = {
@@ -2809,6 +2811,9 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     }
     for (const v of message.listeners) {
       ListenerStatus.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.workers !== 0) {
+      writer.uint32(40).uint32(message.workers);
     }
     return writer;
   },
@@ -2858,6 +2863,14 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
             message.listeners.push(ListenerStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.workers = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2886,6 +2899,7 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
       listeners: globalThis.Array.isArray(object?.listeners)
         ? object.listeners.map((e: any) => ListenerStatus.fromJSON(e))
         : [],
+      workers: isSet(object.workers) ? globalThis.Number(object.workers) : 0,
     };
   },
 
@@ -2903,6 +2917,9 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     if (message.listeners?.length) {
       obj.listeners = message.listeners.map((e) => ListenerStatus.toJSON(e));
     }
+    if (message.workers !== 0) {
+      obj.workers = Math.round(message.workers);
+    }
     return obj;
   },
 
@@ -2917,6 +2934,7 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
       : undefined;
     message.totalConnections = object.totalConnections ?? 0;
     message.listeners = object.listeners?.map((e) => ListenerStatus.fromPartial(e)) || [];
+    message.workers = object.workers ?? 0;
     return message;
   },
 };
