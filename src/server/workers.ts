@@ -24,6 +24,7 @@
  * WORKER_RESTART_WINDOW_MS is a crash loop and the process exits 1, so that
  * its supervisor (systemd, the container runtime) restarts it cleanly.
  */
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { LogLevel, ProxyConfig } from "../config/types.ts";
 import { SharedRateLimiter, type SharedRateBuffers } from "../firewall/shared-ratelimit.ts";
@@ -71,9 +72,72 @@ function errorText(e: ErrorEvent): string {
   return lines.find((l) => /^(error|\w*Error):/i.test(l)) ?? lines[0] ?? "unknown";
 }
 
-/** `workers = 0`: one per CPU this process may run on (sched_getaffinity: `taskset -c 1` means one). */
-export function resolveWorkers(configured: number): number {
-  return configured > 0 ? configured : Math.max(1, availableParallelism());
+/**
+ * `workers = 0`: one per CPU the process may use — the CPUs it may run on
+ * (sched_getaffinity: `taskset -c 1` means one) and, under a CPU quota (a
+ * container's `--cpus`, Kubernetes limits, systemd `CPUQuota=`), no more than
+ * the quota rounded up: a 2-CPU limit on a 64-core host is two workers, not
+ * 64 heaps.
+ */
+export function resolveWorkers(configured: number, cpus: number = availableParallelism(), quota: number | null = cpuQuota()): number {
+  if (configured > 0) return configured;
+  const byQuota = quota !== null && quota > 0 ? Math.ceil(quota) : Infinity;
+  return Math.max(1, Math.min(cpus, byQuota));
+}
+
+type ReadText = (path: string) => string;
+const readText: ReadText = (p) => readFileSync(p, "utf8");
+
+/**
+ * The CPU quota (CPUs' worth of time per period) of this process's cgroup
+ * and its ancestors, the tightest one; null when there is none or it cannot
+ * be read. cgroup v2: `cpu.max` ("max 100000" or "200000 100000") along the
+ * path in /proc/self/cgroup's "0::" line; cgroup v1: cpu.cfs_quota_us /
+ * cpu.cfs_period_us (-1 = none) along the "cpu" controller's path.
+ */
+export function cpuQuota(read: ReadText = readText): number | null {
+  let lines: string[];
+  try {
+    lines = read("/proc/self/cgroup").split("\n");
+  } catch {
+    return null;
+  }
+  let best: number | null = null;
+  const consider = (q: number) => {
+    if (Number.isFinite(q) && q > 0 && (best === null || q < best)) best = q;
+  };
+  const v2 = lines.find((l) => l.startsWith("0::"));
+  if (v2 !== undefined) {
+    for (const dir of ancestors(v2.slice(3))) {
+      try {
+        const [quota, period] = read(`/sys/fs/cgroup${dir}/cpu.max`).trim().split(/\s+/);
+        if (quota !== "max") consider(Number(quota) / Number(period));
+      } catch {
+        // no cpu controller at this level (or v1 only): nothing to learn here
+      }
+    }
+  }
+  const v1 = lines.map((l) => l.split(":")).find((f) => f.length >= 3 && f[1]!.split(",").includes("cpu"));
+  if (v1 !== undefined) {
+    for (const dir of ancestors(v1.slice(2).join(":"))) {
+      try {
+        const quota = Number(read(`/sys/fs/cgroup/cpu${dir}/cpu.cfs_quota_us`).trim());
+        const period = Number(read(`/sys/fs/cgroup/cpu${dir}/cpu.cfs_period_us`).trim());
+        if (quota > 0 && period > 0) consider(quota / period);
+      } catch {
+        // not mounted there: nothing to learn here
+      }
+    }
+  }
+  return best;
+}
+
+/** "/a/b" → ["/a/b", "/a", ""]: a cgroup and its ancestors, as paths under the controller's mount. */
+function ancestors(path: string): string[] {
+  const parts = path.split("/").filter(Boolean);
+  const out: string[] = [];
+  for (let i = parts.length; i >= 0; i--) out.push(i === 0 ? "" : `/${parts.slice(0, i).join("/")}`);
+  return out;
 }
 
 /**
