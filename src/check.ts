@@ -341,7 +341,7 @@ export function formatReport(r: CheckReport): { stdout: string; stderr: string }
     out.push(`metrics: ${r.metrics ?? "none"}`);
     if (r.workers) {
       const w = r.workers;
-      out.push(`data path: ${w.threads} thread${w.threads === 1 ? "" : "s"}${w.configured === 0 ? " (workers = 0: one per CPU this process may run on)" : ""}`);
+      out.push(`data path: ${w.threads} thread${w.threads === 1 ? "" : "s"}${w.configured === 0 ? " (workers = 0: one per CPU this process may use)" : ""}`);
     }
   }
   const nw = r.warnings.length;
