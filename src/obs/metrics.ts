@@ -118,6 +118,10 @@ export function createMetrics(registry: Registry) {
   const l7Duration = registry.histogram({ name: "mcproxy_l7_request_duration_seconds", help: "L7 request duration from request headers to response end, per route.", labelNames: ["route"], buckets: L7_DURATION_BUCKETS });
   const adminRpcs = registry.counter({ name: "mcproxy_admin_rpcs_total", help: "Admin gRPC calls, per method and status code.", labelNames: ["method", "code"] });
   const reloads = registry.counter({ name: "mcproxy_reloads_total", help: "Reloads of GeoIP data or certificates, per kind and result.", labelNames: ["kind", "result"] });
+  // Seeded at 0 (a label-free child), so rate() and alerts work before the first death.
+  const workerDeaths = registry.counter({ name: "mcproxy_worker_deaths_total", help: "Data-path worker threads that died (each is replaced; a crash loop ends the process)." }).labels();
+  let workerCount = 1;
+  registry.gaugeFn({ name: "mcproxy_workers", help: "Data-path threads serving ([proxy] workers, the main thread included)." }, () => [{ labels: [], value: workerCount }]);
 
   let activeSource: () => readonly ActiveConnections[] = () => [];
   registry.gaugeFn({ name: "mcproxy_active_connections", help: "Connections currently open, per listener.", labelNames: ["listener"] }, () =>
@@ -204,6 +208,10 @@ export function createMetrics(registry: Registry) {
     /** `code` is a gRPC status number or name (`0` / "OK"). */
     adminRpc: (method: string, code: number | string) => adminRpcs.labels(method, typeof code === "number" ? (GRPC_CODES[code] ?? String(code)) : code).inc(),
     reload: (kind: ReloadKind, ok: boolean) => reloads.labels(kind, ok ? "ok" : "error").inc(),
+    workerDied: () => workerDeaths.inc(),
+    setWorkers: (n: number) => {
+      workerCount = n;
+    },
     /** Where `mcproxy_active_connections` reads from at scrape time (the listener state). */
     setActiveSource: (fn: () => readonly ActiveConnections[]) => {
       activeSource = fn;

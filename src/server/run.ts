@@ -64,6 +64,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   const counters = new ConnCounters(counterBuffers, 0);
   const rate = threads > 1 && config.firewall.rateLimit > 0 ? SharedRateLimiter.create() : null;
   if (threads > 1) setLogBase({ worker: 0 });
+  metrics.setWorkers(threads);
 
   const firewall = new Firewall({
     geoipPath: config.firewall.geoipDb,

@@ -30,6 +30,7 @@ import type { LogLevel, ProxyConfig } from "../config/types.ts";
 import { SharedRateLimiter, type SharedRateBuffers } from "../firewall/shared-ratelimit.ts";
 import { WORKER_CALL_TIMEOUT_MS, WORKER_MAX_RESTARTS, WORKER_RESTART_WINDOW_MS, WORKER_START_TIMEOUT_MS } from "../limits.ts";
 import { log } from "../obs/log.ts";
+import { metrics } from "../obs/metrics.ts";
 import type { MetricDelta } from "../obs/prom.ts";
 import type { Snapshot } from "../state/replica.ts";
 import { ConnCounters, type CounterBuffers } from "./counters.ts";
@@ -310,6 +311,7 @@ export class WorkerPool {
     if (this.opts.rate) SharedRateLimiter.releaseDead(this.opts.rate, slot.thread + 1);
     if (this.stopping) return;
     log.error("worker.died", { worker: slot.thread, reason: why, ready: slot.ready });
+    metrics.workerDied();
     if (!slot.ready) return; // start-up: start() reports it
     const now = Date.now();
     this.deaths.push(now);

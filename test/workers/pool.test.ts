@@ -11,9 +11,11 @@ import { WorkerPool } from "../../src/server/workers.ts";
 import { WORKER_MAX_RESTARTS } from "../../src/limits.ts";
 import { PROXY_DEFAULTS } from "../../src/config/defaults.ts";
 import { captureLogs, waitUntil } from "../helpers/net.ts";
+import { metrics } from "../../src/obs/metrics.ts";
 
 test("a worker that dies is logged, its connections leave the shared counts, it is replaced; a crash loop is fatal", async () => {
   const logs = captureLogs();
+  const deathsBefore = Number(/\nmcproxy_worker_deaths_total (\d+)\n/.exec(metrics.render())?.[1] ?? 0);
   const counters = ConnCounters.create(1, 2);
   const main = new ConnCounters(counters, 0);
   let inits = 0;
@@ -50,6 +52,7 @@ test("a worker that dies is logged, its connections leave the shared counts, it 
     expect(fatal!).toContain(`${WORKER_MAX_RESTARTS + 1} worker deaths`);
     expect(inits).toBe(WORKER_MAX_RESTARTS + 1);
     expect(logs.records.filter((r) => r.event === "worker.died").length).toBe(WORKER_MAX_RESTARTS + 1);
+    expect(metrics.render()).toContain(`\nmcproxy_worker_deaths_total ${deathsBefore + WORKER_MAX_RESTARTS + 1}\n`);
     await waitUntil(() => main.activeOn(0) === 0, 5000, "every dead worker's slot back");
   } finally {
     logs.stop();

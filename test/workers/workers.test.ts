@@ -110,6 +110,8 @@ describe("[proxy] workers = 2 (compiled binary)", () => {
       expect(sample(text, "mcproxy_connections_accepted_total", `listener="127.0.0.1:0"`)).toBe(n);
       const closed = text.split("\n").filter((l) => l.startsWith(`mcproxy_connections_closed_total{listener="127.0.0.1:0"`)).reduce((a, l) => a + Number(l.split(" ").pop()), 0);
       expect(closed).toBe(n);
+      expect(text).toContain("\nmcproxy_workers 2\n");
+      expect(text).toContain("\nmcproxy_worker_deaths_total 0\n");
       // A second scrape does not count the worker's share twice.
       expect(sample(await scrape(p), "mcproxy_connections_accepted_total", `listener="127.0.0.1:0"`)).toBe(n);
 
