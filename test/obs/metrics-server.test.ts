@@ -25,6 +25,17 @@ async function curl(...args: string[]): Promise<{ code: number; out: string }> {
 }
 
 /** True if a TCP connect to host:port succeeds within 3 s. */
+/** Local addresses of this process's listening TCP sockets on `port` (from `ss -ltnp`). */
+function ownListeners(port: number): string[] {
+  const r = Bun.spawnSync(["ss", "-Hltnp", `sport = :${port}`], { stdout: "pipe", stderr: "pipe" });
+  return r.stdout
+    .toString()
+    .split("\n")
+    .filter((l) => l.includes(`pid=${process.pid},`))
+    .map((l) => l.trim().split(/\s+/)[3]!)
+    .sort();
+}
+
 function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
@@ -103,13 +114,15 @@ describe("metrics endpoint", () => {
     const r = await curl("-g", "-f", `http://[::1]:${s.port}/metrics`);
     expect(r.code).toBe(0);
     expect(r.out).toContain("mcproxy_build_info{");
-    expect(await canConnect("127.0.0.1", s.port)).toBe(false);
+    // Our own listening sockets on that port (ss, this pid): exactly ::1 — no wildcard, no IPv4.
+    // (A connect to 127.0.0.1:port could reach another process that happens to hold that port.)
+    expect(ownListeners(s.port)).toEqual([`[::1]:${s.port}`]);
   });
 
   test("binds exactly the configured IPv4 host, not a wildcard", async () => {
     const s = await start("127.0.0.1:0");
     expect(await canConnect("127.0.0.1", s.port)).toBe(true);
-    if (hasV6) expect(await canConnect("::1", s.port)).toBe(false);
+    expect(ownListeners(s.port)).toEqual([`127.0.0.1:${s.port}`]);
   });
 
   test("a port already in use is an error, not a shared socket", async () => {
