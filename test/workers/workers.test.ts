@@ -92,7 +92,7 @@ describe("[proxy] workers = 2 (compiled binary)", () => {
     try {
       expect(p.start.workers).toBe(2);
       const port = p.port();
-      const n = 200;
+      const n = 400; // enough CPU on each thread to show in /proc tick accounting (10 ms ticks)
       const before = dataThreadTicks(p.pid);
       for (let i = 0; i < n; i += 10) {
         const replies = await Promise.all(Array.from({ length: 10 }, () => echoVia(port, "a.test", ca.certPem)));
