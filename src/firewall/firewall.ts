@@ -83,17 +83,17 @@ export class Firewall {
     if (hit) return hit;
     const needCountry = rules.countries.size > 0 && this.geoip !== null && fam !== 0;
     if (!needCountry && this.rateLimit === 0) return null; // nothing else to do: skip the string work
-    if (!needCountry && this.shared) return this.shared.allowClient(fam, words, ip) ? null : "rate_limit";
-    // One canonical key per client: `::ffff:1.2.3.4` and `1.2.3.4` share a bucket.
-    const key = fam === 0 ? ip : formatIpWords(fam, words);
+    // One canonical text per client (`::ffff:1.2.3.4` and `1.2.3.4` are one), built only when needed.
+    let text: string | null = null;
     if (needCountry) {
-      const country = this.geoip!.country(key);
+      text = formatIpWords(fam, words);
+      const country = this.geoip!.country(text);
       if (country !== null && rules.countries.has(country)) return "country";
     }
-    // IPv6 clients are counted per /64 (SPEC §4); IPv4 per address.
+    // IPv6 clients are counted per /64 (SPEC §4); IPv4 per address. The shared table keys on the words.
     if (this.shared) return this.shared.allowClient(fam, words, ip) ? null : "rate_limit";
-    if (!this.limiter!.allow(fam === 6 ? rateLimitKey(6, words, ip) : key)) return "rate_limit";
-    return null;
+    const key = fam === 6 ? rateLimitKey(6, words, ip) : (text ?? (fam === 0 ? ip : formatIpWords(fam, words)));
+    return this.limiter!.allow(key) ? null : "rate_limit";
   }
 
   /**

@@ -67,6 +67,11 @@ function clientHandlers(lc: ListenerContext) {
   };
 }
 
+/** The address Bun.listen binds for a listener host: ":port" = every IPv4 and IPv6 address ("::" is dual-stack on Linux). */
+export function listenHostname(host: string): string {
+  return host === "" ? "::" : host;
+}
+
 export class ProxyServer {
   readonly conns = new Set<Conn>();
   private bound: Bound[] = [];
@@ -127,8 +132,7 @@ export class ProxyServer {
     let listener: TCPSocketListener<Conn>;
     try {
       const opts = {
-        // ":port" = every IPv4 and IPv6 address: "::" is dual-stack on Linux.
-        hostname: host === "" ? "::" : host,
+        hostname: listenHostname(host),
         port,
         allowHalfOpen: true,
         // One thread: exclusive, so a second instance on the port fails to start. Several: each

@@ -20,7 +20,7 @@ import { State } from "../state/state.ts";
 import { Store } from "../store/store.ts";
 import { diffConfig, seedIfEmpty } from "../store/seed.ts";
 import { VERSION } from "../version.ts";
-import { ProxyServer } from "./proxy.ts";
+import { listenHostname, ProxyServer } from "./proxy.ts";
 import { holdSighup, onSighup } from "./sighup.ts";
 import { ConnCounters } from "./counters.ts";
 import { SharedRateLimiter } from "../firewall/shared-ratelimit.ts";
@@ -271,7 +271,7 @@ function assertPortFree(addr: string): void {
   const hp = parseHostPort(addr);
   if (!hp || hp.port === 0) return;
   try {
-    const probe = Bun.listen({ hostname: hp.host === "" ? "::" : hp.host, port: hp.port, exclusive: true, socket: { data() {} } });
+    const probe = Bun.listen({ hostname: listenHostname(hp.host), port: hp.port, exclusive: true, socket: { data() {} } });
     probe.stop(true);
   } catch (e) {
     throw new Error(`listener ${addr}: cannot bind: ${(e as Error).message}`);
