@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HARNESS="$(cd ../shared/bench && pwd)"
+# shellcheck source=bench/config.sh
+. bench/config.sh
 STATE="${BENCH_STATE:-${TMPDIR:-/tmp}/mc-proxy-bench}"
 BIN="${MC_PROXY:-dist/mc-proxy}"
 what="${1:-all}"
@@ -22,43 +24,7 @@ MCP_L7_PORT="${MCP_L7_PORT:-7444}"
 
 run_dir="$STATE/mc-proxy"
 rm -rf "$run_dir"; mkdir -p "$run_dir"
-cat > "$run_dir/mc-proxy.toml" <<TOML
-[database]
-path = "mc-proxy.db"
-
-[[listeners]]
-addr = "127.0.0.1:${MCP_L4_PORT}"
-  [[listeners.routes]]
-  hostname = "a.test"
-  backend = "127.0.0.1:9443"
-  [[listeners.routes]]
-  hostname = "b.test"
-  backend = "127.0.0.1:9444"
-
-[[listeners]]
-addr = "127.0.0.1:${MCP_L7_PORT}"
-  [[listeners.routes]]
-  hostname = "a.test"
-  backend = "127.0.0.1:9080"
-  mode = "l7"
-  backend_protocol = "h2"
-  tls_cert = "$STATE/certs/a.test.fullchain.crt"
-  tls_key = "$STATE/certs/a.test.key"
-  [[listeners.routes]]
-  hostname = "b.test"
-  backend = "127.0.0.1:9081"
-  mode = "l7"
-  backend_protocol = "http1"
-  tls_cert = "$STATE/certs/b.test.fullchain.crt"
-  tls_key = "$STATE/certs/b.test.key"
-
-[proxy]
-l7_min_tls = "1.2"
-shutdown_timeout = "2s"
-
-[log]
-level = "warn"
-TOML
+write_config "$run_dir/mc-proxy.toml" "$MCP_L4_PORT" "$MCP_L7_PORT" "$STATE"
 
 taskset -c 1 "$BIN" server -c "$run_dir/mc-proxy.toml" 2> "$run_dir/server.log" &
 pid=$!

@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HARNESS="$(cd ../shared/bench && pwd)"
+# shellcheck source=bench/config.sh
+. bench/config.sh
 STATE="${BENCH_STATE:-${TMPDIR:-/tmp}/mc-proxy-bench}"
 BIN="${MC_PROXY:-dist/mc-proxy}"
 L4_PORT_MC="${MCP_L4_PORT:-7443}"
@@ -38,41 +40,7 @@ thread_ticks() { # pid -> "main=<ticks> workers=<ticks>"
 for w in 1 2; do
   dir="$STATE/scaling-$w"
   rm -rf "$dir"; mkdir -p "$dir"
-  cat > "$dir/mc-proxy.toml" <<TOML
-[database]
-path = "mc-proxy.db"
-
-[[listeners]]
-addr = "127.0.0.1:${L4_PORT_MC}"
-  [[listeners.routes]]
-  hostname = "a.test"
-  backend = "127.0.0.1:9443"
-
-[[listeners]]
-addr = "127.0.0.1:${L7_PORT_MC}"
-  [[listeners.routes]]
-  hostname = "a.test"
-  backend = "127.0.0.1:9080"
-  mode = "l7"
-  backend_protocol = "h2"
-  tls_cert = "$STATE/certs/a.test.fullchain.crt"
-  tls_key = "$STATE/certs/a.test.key"
-  [[listeners.routes]]
-  hostname = "b.test"
-  backend = "127.0.0.1:9081"
-  mode = "l7"
-  backend_protocol = "http1"
-  tls_cert = "$STATE/certs/b.test.fullchain.crt"
-  tls_key = "$STATE/certs/b.test.key"
-
-[proxy]
-workers = $w
-l7_min_tls = "1.2"
-shutdown_timeout = "2s"
-
-[log]
-level = "warn"
-TOML
+  write_config "$dir/mc-proxy.toml" "$L4_PORT_MC" "$L7_PORT_MC" "$STATE" "workers = $w"
   "$BIN" server -c "$dir/mc-proxy.toml" 2> "$dir/server.log" &
   pid=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${L7_PORT_MC}") 2>/dev/null && break; sleep 0.1; done
