@@ -14,7 +14,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import type { FirewallRuleRecord, ListenerRecord, RouteRecord } from "../records.ts";
-import type { CertPair } from "../tls/certs.ts";
+import { CERT_BLOCK, type CertPair } from "../tls/certs.ts";
 import { normalizeHostname } from "../config/validate.ts";
 import type { ChangeKind, ListenerState, RouteEntry, RouteTable, State } from "./state.ts";
 
@@ -32,8 +32,6 @@ export interface Snapshot {
   /** Certificate id → PEMs; id 0 = no certificate. */
   certs: [number, WireCert][];
 }
-
-const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
 /** Numbers CertPair objects for snapshots (main thread). */
 export class CertIds {

@@ -36,7 +36,8 @@ export class CertError extends Error {
   }
 }
 
-const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+/** One PEM CERTIFICATE block (global: use with `match`). */
+export const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
 function readText(path: string, which: "cert" | "key"): string {
   const what = which === "cert" ? "certificate" : "key";
