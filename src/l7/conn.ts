@@ -78,6 +78,10 @@ export class L7Conn implements TlsPeer {
   private ownPool: BackendPool | null = null;
   /** Set once we ended the connection ourselves: destroy it at this time whatever the client does. */
   private closeBy = 0;
+  /** The last request authority found to name this connection's SNI (forward.ts; null = none yet). */
+  checkedAuthority: string | null = null;
+  /** The forwarding fields and the blank line that end a request head passed through to an HTTP/1.1 backend (see forward.ts). */
+  private forwarded: Uint8Array | null = null;
   /** Bytes for the client the socket has not taken yet (see `send`). */
   private queued: Uint8Array | null = null;
   private closeWhenSent = false;
@@ -98,6 +102,15 @@ export class L7Conn implements TlsPeer {
     };
     const context = runtime.contexts.get(entry.cert!, ctx.proxy.l7MinTls);
     this.tls = startTls(raw, peeked, context, this);
+  }
+
+  /** `X-Forwarded-For`, `X-Real-IP` (the real client), `X-Forwarded-Proto: https`, CRLF: what `backendRequestFields` appends, as bytes, built once per connection. */
+  get forwardedFields(): Uint8Array {
+    if (this.forwarded === null) {
+      const ip = this.ctx.client.address;
+      this.forwarded = Buffer.from(`x-forwarded-for: ${ip}\r\nx-real-ip: ${ip}\r\nx-forwarded-proto: https\r\n\r\n`, "latin1");
+    }
+    return this.forwarded;
   }
 
   // ------------------------------------------------ TLS socket events

@@ -24,6 +24,15 @@ export interface FrontSide {
   readonly protocol: "h2" | "http1";
   /** Sends the response head; `endStream` = no body follows; `contentLength` -1 when unknown. */
   head(status: number, fields: Fields, endStream: boolean, contentLength: number): void;
+  /**
+   * Sends an HTTP/1.1 backend's response head raw[start, end) as it is, less
+   * the `drop` lines (a forwardable head, see `H1MessageFacts.forwardable`),
+   * followed by the whole body body[bodyStart, bodyEnd) when `body` is given
+   * (`end` follows), when this side can (an HTTP/1.1 client whose connection
+   * stays open); false = call `head` (and `data`) instead. Buffers are valid
+   * only during the call.
+   */
+  rawHead?(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean;
   /** Response body bytes (valid only during the call). False = stop until the front calls `Exchange.responseWritable`. */
   data(chunk: Uint8Array): boolean;
   /** End of the response, with trailers (possibly empty). */
@@ -105,7 +114,7 @@ export class Exchange {
     if (early) for (const c of early) open = b.write(c) && open;
     if (this.earlyEnd !== undefined) {
       b.end(this.earlyEnd);
-      this.requestDoneAt = this.info.now();
+      this.requestDoneAt = Date.now(); // exact: the coarse clock may lag by a sweep, which would fire the 504 early
     } else if (open) this.front.resumeRequest();
   }
 
@@ -131,7 +140,7 @@ export class Exchange {
       return;
     }
     this.backend.end(trailers);
-    this.requestDoneAt = this.info.now();
+    this.requestDoneAt = Date.now(); // exact: the coarse clock may lag by a sweep, which would fire the 504 early
   }
 
   /** The backend can take request bytes again. */
@@ -147,6 +156,28 @@ export class Exchange {
     this.status = status;
     this.front.head(status, fields, endStream, contentLength);
     if (endStream) this.finished = true;
+  }
+
+  /** The response head (and maybe its whole body) as an HTTP/1.1 backend sent it, if the front can forward it as is; false = call `onHead`. */
+  onRawHead(
+    status: number,
+    raw: Uint8Array,
+    start: number,
+    end: number,
+    drop: readonly number[],
+    body: Uint8Array | null,
+    bodyStart: number,
+    bodyEnd: number,
+    endStream: boolean,
+  ): boolean {
+    if (this.finished) return true;
+    const front = this.front;
+    if (front.rawHead === undefined || !front.rawHead(raw, start, end, drop, body, bodyStart, bodyEnd, endStream)) return false;
+    this.bytesOut += bodyEnd - bodyStart;
+    this.headSeen = true;
+    this.status = status;
+    if (endStream) this.finished = true;
+    return true;
   }
 
   /** Response body bytes; false = the front is full (the backend pauses until `resume`). */

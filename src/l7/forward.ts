@@ -12,6 +12,7 @@ import type { L7Conn } from "./conn.ts";
 import { BODY_403, BODY_421, BODY_502_ERR, Exchange, type BackendStream, type FrontSide } from "./exchange.ts";
 import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "./h1/client.ts";
 import { serializeRequestHead, type ResponseHead } from "./h1/codec.ts";
+import { copyWithout } from "./h1/bytes.ts";
 import { H2_ERROR } from "./h2/errors.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, type Fields } from "./headers.ts";
@@ -30,6 +31,16 @@ export interface RequestIn {
   /** How the request body is delimited: none, `contentLength` bytes, chunked, or a stream of unknown length (HTTP/2). */
   body: "none" | "length" | "chunked" | "stream";
   contentLength: number;
+  /**
+   * An HTTP/1.1 request head whose start line and field lines may go to an
+   * HTTP/1.1 backend as they are, less `rawDrop` (`RequestHead.forwardable`):
+   * raw[rawStart, rawEnd), without the final CRLF, valid only during
+   * `forward`'s synchronous part. Null otherwise.
+   */
+  raw: Uint8Array | null;
+  rawStart: number;
+  rawEnd: number;
+  rawDrop: readonly number[];
 }
 
 /**
@@ -54,11 +65,15 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
 
   // The proxy does not tunnel (HTTP/1.1 CONNECT is refused by the codec already).
   if (req.method === "CONNECT") return answer(ex, front, 501, BODY_501_CONNECT);
-  // SPEC §5: the request's host must be the name the connection was routed by.
-  const host = req.authority === "" ? ctx.sni : authorityHost(req.authority);
-  if (host !== ctx.sni) {
-    log.info("l7.misdirected", { listener: ctx.listenerAddr, sni: ctx.sni, host, client: ctx.client.address });
-    return answer(ex, front, 421, BODY_421);
+  // SPEC §5: the request's host must be the name the connection was routed by
+  // (checked once per distinct authority on a connection: clients repeat it).
+  if (req.authority !== conn.checkedAuthority) {
+    const host = req.authority === "" ? ctx.sni : authorityHost(req.authority);
+    if (host !== ctx.sni) {
+      log.info("l7.misdirected", { listener: ctx.listenerAddr, sni: ctx.sni, host, client: ctx.client.address });
+      return answer(ex, front, 421, BODY_421);
+    }
+    conn.checkedAuthority = req.authority;
   }
   const policies = record.l7Policies;
   if (policies.length > 0) {
@@ -83,10 +98,15 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
     ex.fail(502, BODY_502_ERR);
     return;
   }
-  const fields = backendRequestFields(req.fields, ctx.client.address);
-  const authority = req.authority === "" ? target.defaultAuthority : req.authority;
   const pool = conn.pool(record);
   const c = pool.clientNow(target);
+  if (c !== null && c.kind === "http1" && req.raw !== null) {
+    // The common HTTP/1.1 → HTTP/1.1 case: the client's head as it is, plus our forwarding fields.
+    const head = copyWithout(req.raw, req.rawStart, req.rawEnd, req.rawDrop, conn.forwardedFields);
+    return sendH1Head(ex, c.pool, target, req, head, () => pool.connectFailed(target));
+  }
+  const fields = backendRequestFields(req.fields, ctx.client.address);
+  const authority = req.authority === "" ? target.defaultAuthority : req.authority;
   if (c) dispatch(ex, c, pool, target, req, authority, fields);
   else {
     front.pauseRequest();
@@ -123,17 +143,16 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 function sendH1(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, authority: string, fields: Fields, connectFailed: () => void): void {
   const hf: Fields = ["host", authority];
   for (let i = 0; i < fields.length; i++) hf.push(fields[i]!);
-  let body: RequestBody;
-  if (req.body === "none") body = NO_BODY;
-  else if (req.body === "length") {
-    hf.push("content-length", String(req.contentLength));
-    body = { kind: "length", length: req.contentLength };
-  } else {
-    hf.push("transfer-encoding", "chunked");
-    body = CHUNKED;
-  }
+  if (req.body === "length") hf.push("content-length", String(req.contentLength));
+  else if (req.body !== "none") hf.push("transfer-encoding", "chunked");
   const head = serializeRequestHead(req.method, req.path, hf);
   if (!(head instanceof Uint8Array)) return ex.fail(400, "400 Bad Request: header not representable in HTTP/1.1\n", `request head: ${head.reason}`);
+  sendH1Head(ex, pool, target, req, head, connectFailed);
+}
+
+/** Sends a serialized request head (its framing field matching `req.body`) and attaches the exchange. */
+function sendH1Head(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, head: Uint8Array, connectFailed: () => void): void {
+  const body = req.body === "none" ? NO_BODY : req.body === "length" ? { kind: "length" as const, length: req.contentLength } : CHUNKED;
   const side = new H1Side(ex, connectFailed);
   side.x = pool.request(target, req.method, head, body, side, req.body === "none" && IDEMPOTENT.has(req.method));
   side.x.onWritable = () => ex.backendWritable();
@@ -152,9 +171,13 @@ class H1Side implements ResponseSink, BackendStream {
     private readonly connectFailed: () => void,
   ) {}
 
-  onHead(h: ResponseHead): void {
+  onHead(h: ResponseHead, raw: Uint8Array | null, at: number): void {
     const noBody = h.framing === "none";
+    if (raw !== null && this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, null, 0, 0, noBody)) return;
     this.ex.onHead(h.status, clientResponseFields(h.headers, h.contentLength >= 0), noBody, h.framing === "length" ? h.contentLength : -1);
+  }
+  onWholeResponse(h: ResponseHead, raw: Uint8Array, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): boolean {
+    return this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, body, bodyStart, bodyEnd, false);
   }
   onData(chunk: Uint8Array): boolean {
     return this.ex.onData(chunk);

@@ -20,6 +20,8 @@ import { forward, newExchange, type RequestIn } from "./forward.ts";
 import { field, type Fields } from "./headers.ts";
 
 /** The HTTP/2 side of one L7 connection. */
+const NO_DROP: readonly number[] = [];
+
 export class H2Front implements ProtocolFront, H2Transport {
   private readonly session: H2Session;
   /** Streams opened in the current read, started in a microtask (rapid reset). */
@@ -144,6 +146,10 @@ class H2StreamFront implements FrontSide {
       fields: s.fields,
       body: noBody ? "none" : h.contentLength >= 0 ? "length" : "stream",
       contentLength: h.contentLength,
+      raw: null,
+      rawStart: 0,
+      rawEnd: 0,
+      rawDrop: NO_DROP,
     };
     const ex = newExchange(this.conn, this, req);
     this.ex = ex;

@@ -44,8 +44,18 @@ export interface H1PoolOptions {
 export type RequestBody = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
 
 export interface ResponseSink {
-  /** Final response head (status >= 200, or 101). 1xx other than 101 are skipped (100-continue is the front's business). After a 101 the exchange is a raw tunnel: write() sends raw bytes, onData gets raw bytes, onEnd comes at the backend's close. */
-  onHead(head: ResponseHead): void;
+  /**
+   * Final response head (status >= 200, or 101). 1xx other than 101 are skipped (100-continue is the front's business). After a 101 the exchange is a raw tunnel: write() sends raw bytes, onData gets raw bytes, onEnd comes at the backend's close.
+   * `raw`: when `head.forwardable`, the buffer holding the head's bytes at raw[at, at + head.length) (valid only during the call), else null.
+   */
+  onHead(head: ResponseHead, raw: Uint8Array | null, at: number): void;
+  /**
+   * Optional fast path for a forwardable head (raw[at, at + head.length))
+   * whose whole Content-Length body, body[bodyStart, bodyEnd), came in the
+   * same read: true = taken (no onHead/onData follow, onEnd does), false =
+   * deliver it the usual way. Buffers valid only during the call.
+   */
+  onWholeResponse?(head: ResponseHead, raw: Uint8Array, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): boolean;
   /** A body chunk: a view valid only during the call (copy or write it synchronously). Return false to pause reading from the backend; no onData/onEnd follows until exchange.resume(). */
   onData(chunk: Uint8Array): boolean;
   /** Response complete; trailers flat [name, value, …] (empty if none). The connection is already back in the pool. */

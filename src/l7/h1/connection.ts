@@ -289,6 +289,8 @@ export class BackendConn implements DialClient {
     while (start < end) {
       if (this.rphase === R_HEAD) {
         let r: ReturnType<typeof parseResponseHead>;
+        let headBytes = buf;
+        let headAt = start;
         if (this.headLen === 0) {
           r = parseResponseHead(buf, start, end, ex.method);
           if (r.kind === "more") {
@@ -302,6 +304,8 @@ export class BackendConn implements DialClient {
           hb.set(buf.subarray(start, start + take), this.headLen);
           this.headLen += take;
           r = parseResponseHead(hb, 0, this.headLen, ex.method);
+          headBytes = hb;
+          headAt = 0;
           if (r.kind === "more") {
             start += take;
             continue; // the codec fails a head over its limit, so this ends
@@ -314,7 +318,17 @@ export class BackendConn implements DialClient {
         if (r.kind === "error") return this.protocolError(r.reason);
         if (r.status < 200 && r.status !== 101) continue; // 1xx: the final head follows
         this.startBody(r);
-        ex.sink.onHead(r);
+        const sink = ex.sink;
+        if (r.forwardable && (this.rphase as number) === R_BODY && this.chunked === null && end - start >= r.contentLength && sink.onWholeResponse !== undefined) {
+          // The whole (small) response is in this read: one copy, no views.
+          const bodyEnd = start + r.contentLength;
+          if (sink.onWholeResponse(r, headBytes, headAt, buf, start, bodyEnd)) {
+            if (this.ex !== ex) return;
+            this.complete(bodyEnd < end);
+            return;
+          }
+        }
+        sink.onHead(r, r.forwardable ? headBytes : null, headAt);
         if (this.ex !== ex) return; // cancelled in onHead
         if (this.rphase === R_HEAD) {
           // No body (HEAD, 204, 304): done.

@@ -20,6 +20,7 @@ import type { Exchange, FrontSide } from "../exchange.ts";
 import { forward, newExchange, type RequestIn } from "../forward.ts";
 import { field, type Fields } from "../headers.ts";
 import { startWebSocket } from "../websocket.ts";
+import { copyWithout } from "./bytes.ts";
 import {
   ChunkedDecoder,
   encodeLastChunk,
@@ -243,6 +244,11 @@ export class H1Front implements ProtocolFront, FrontSide {
       fields: h.headers,
       body: !hasBody ? "none" : h.framing === "chunked" ? "chunked" : "length",
       contentLength: h.contentLength,
+      // begin() runs after parse() advanced `lo` past this head.
+      raw: h.forwardable ? this.buf : null,
+      rawStart: this.lo - h.length + h.headOffset,
+      rawEnd: this.lo - 2,
+      rawDrop: h.dropLines,
     };
     const ex = (this.ex = newExchange(this.conn, this, req));
     forward(this.conn, this, ex, req);
@@ -311,6 +317,20 @@ export class H1Front implements ProtocolFront, FrontSide {
     this.headSent = true;
     this.out(bytes);
     if (endStream) this.finishResponse();
+  }
+
+  rawHead(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean {
+    // Only where `head` would add nothing: HTTP/1.1, the connection stays open, the request was read whole.
+    if (this.closeAfter || this.state !== State.Response || this.req!.version !== "1.1") return false;
+    this.headSent = true;
+    // A copy: the buffers are the backend's read buffers.
+    this.out(copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd));
+    if (body !== null) {
+      this.flush();
+      this.lastActivity = this.conn.ctx.now();
+    }
+    if (endStream) this.finishResponse();
+    return true;
   }
 
   data(chunk: Uint8Array): boolean {

@@ -31,7 +31,21 @@
  *   forwarded once TE, hop-by-hop, is removed). Bare LF and obs-fold stay errors
  *   (502): we neither guess line ends nor rewrite folded values.
  */
-import { CR, HTAB, LF, SP, TARGET_CHAR, TOKEN, indexOfCrlfCrlf, indexOfLf, latin1, parseFieldLines } from "./bytes.ts";
+import {
+  CR,
+  FIELDS_REWRITE,
+  HTAB,
+  LF,
+  NAME_FORWARDING,
+  NAME_HOP_BY_HOP,
+  SP,
+  TARGET_CHAR,
+  TOKEN,
+  indexOfCrlfCrlf,
+  indexOfLf,
+  latin1,
+  parseFieldLines,
+} from "./bytes.ts";
 import { type H1Error, type H1ErrorReason, type H1ErrorStatus, NEED_MORE, type NeedMore, h1Error } from "./errors.ts";
 import { H1_DEFAULT_LIMITS, type H1Limits } from "./bounds.ts";
 
@@ -62,6 +76,21 @@ export interface H1MessageFacts {
   connection: readonly string[];
   /** The Upgrade field value as received ("" if absent). */
   upgrade: string;
+  /**
+   * HTTP/1.1, and nothing the proxy would rewrite (a request's TE or
+   * Transfer-Encoding, absolute-form target; a response's whitespace before a
+   * colon, a body we re-frame; a Connection field naming anything but the
+   * fields dropped anyway): the head's bytes minus `dropLines` may be
+   * forwarded as they are, which costs far less than rebuilding them.
+   */
+  forwardable: boolean;
+  /** Bytes of empty lines skipped before the start line (the head itself is buf[start + headOffset, start + length)). */
+  headOffset: number;
+  /**
+   * Lines a forwarded copy leaves out, as [start, end) pairs relative to the
+   * head's start line: hop-by-hop fields (both), forwarding claims (requests).
+   */
+  dropLines: number[];
 }
 
 export interface RequestHead extends H1MessageFacts {
@@ -151,7 +180,8 @@ export function parseRequestHead(
   }
 
   const headers: string[] = [];
-  const fields = parseFieldLines(buf, pos, headEnd, text, headStart, headers, false, limits.maxHeaders, "too_many_headers", BAD);
+  const drop: number[] = [];
+  const fields = parseFieldLines(buf, pos, headEnd, text, headStart, headers, false, limits.maxHeaders, "too_many_headers", BAD, drop, NAME_HOP_BY_HOP | NAME_FORWARDING);
   if (typeof fields !== "number") return fields;
 
   // Framing and connection facts (RFC 9112 §6, §9.3; RFC 9110 §7.2, §7.6.1, §10.1.1).
@@ -163,6 +193,7 @@ export function parseRequestHead(
   let upgrade = "";
   let expectContinue = false;
   let teTrailers = false;
+  let forwardable = minor === 1 && targetForm === "origin";
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i];
     const value = headers[i + 1];
@@ -175,6 +206,7 @@ export function parseRequestHead(
         break;
       case "transfer-encoding":
         te = summarizeTransferEncoding(value, te);
+        forwardable = false;
         break;
       case "host":
         if (host !== undefined) return h1Error("duplicate_host", BAD);
@@ -191,10 +223,13 @@ export function parseRequestHead(
         if (minor === 1 && value.length === 12 && value.toLowerCase() === "100-continue") expectContinue = true;
         break;
       case "te":
+        // Forwarded as `te: trailers` or not at all: rebuilt.
         if (hasToken(value, "trailers")) teTrailers = true;
+        forwardable = false;
         break;
     }
   }
+  if (forwardable && connection !== EMPTY_TOKENS && !onlyTokens(connection, REQUEST_CONNECTION_DROPPED)) forwardable = false;
   if (minor === 1 && host === undefined) return h1Error("missing_host", BAD);
 
   let framing: H1Framing = "none";
@@ -223,6 +258,9 @@ export function parseRequestHead(
     keepAlive,
     connection,
     upgrade,
+    forwardable,
+    headOffset: headStart - start,
+    dropLines: drop,
     host: targetForm === "absolute" ? targetHost : (host ?? ""),
     expectContinue,
     websocket,
@@ -271,13 +309,15 @@ export function parseResponseHead(
   const text = latin1(buf, start, headEnd);
   const reason = reasonEnd === reasonStart ? "" : text.substring(reasonStart - start, reasonEnd - start);
   const headers: string[] = [];
-  const fields = parseFieldLines(buf, pos, headEnd, text, start, headers, true, limits.maxHeaders, "too_many_headers", BAD_GATEWAY);
+  const drop: number[] = [];
+  const fields = parseFieldLines(buf, pos, headEnd, text, start, headers, true, limits.maxHeaders, "too_many_headers", BAD_GATEWAY, drop, NAME_HOP_BY_HOP);
   if (typeof fields !== "number") return fields;
 
   let contentLength = -1;
   let te: TeSummary | undefined;
   let connection = EMPTY_TOKENS;
   let upgrade = "";
+  let forwardable = minor === 1 && fields < FIELDS_REWRITE;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i];
     const value = headers[i + 1];
@@ -298,6 +338,8 @@ export function parseResponseHead(
         break;
     }
   }
+  // Connection may name other fields to remove (RFC 9110 §7.6.1): then the head is rebuilt.
+  if (forwardable && connection !== EMPTY_TOKENS && !onlyTokens(connection, RESPONSE_CONNECTION_DROPPED)) forwardable = false;
 
   // RFC 9112 §6.3, in its order.
   let keepAlive = minor === 1 ? !connection.includes("close") : !connection.includes("close") && connection.includes("keep-alive");
@@ -316,6 +358,8 @@ export function parseResponseHead(
     framing = "close";
     keepAlive = false;
   }
+  // Rebuilt instead: 1xx/101 heads, and bodies we re-frame (chunked, until close).
+  if (status < 200 || framing === "chunked" || framing === "close") forwardable = false;
   return {
     kind: "response",
     status,
@@ -328,6 +372,9 @@ export function parseResponseHead(
     keepAlive,
     connection,
     upgrade,
+    forwardable,
+    headOffset: 0,
+    dropLines: drop,
   };
 }
 
@@ -468,6 +515,15 @@ function appendTokens(value: string, into: readonly string[]): readonly string[]
     if (t !== "") out.push(t);
   }
   return out;
+}
+
+/** Connection tokens a forwarded copy may leave behind: options, or fields that are dropped anyway. */
+const REQUEST_CONNECTION_DROPPED: readonly string[] = ["close", "keep-alive", "upgrade", "http2-settings"];
+const RESPONSE_CONNECTION_DROPPED: readonly string[] = ["close", "keep-alive"];
+
+function onlyTokens(tokens: readonly string[], allowed: readonly string[]): boolean {
+  for (let i = 0; i < tokens.length; i++) if (!allowed.includes(tokens[i])) return false;
+  return true;
 }
 
 /** Whether comma list `value` contains `token` (case-insensitive; a `/version` suffix on the element is ignored). */
