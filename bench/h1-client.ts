@@ -48,6 +48,7 @@ const target: BackendTarget = {
   tls: null,
   protocol: "http1",
   defaultAuthority: "bench.test",
+  dial: { answered: false },
 };
 const serialized = serializeRequestHead("GET", "/bench", ["host", "bench.test", "user-agent", "bench", "accept", "*/*"]);
 if (!(serialized instanceof Uint8Array)) throw new Error("head");

@@ -180,3 +180,12 @@ export const WORKER_CALL_TIMEOUT_MS = 5_000;
 /** A worker that dies is replaced; more than this many deaths within WORKER_RESTART_WINDOW_MS and the process exits 1 (a crash loop is not service). */
 export const WORKER_MAX_RESTARTS = 5;
 export const WORKER_RESTART_WINDOW_MS = 60_000;
+
+/**
+ * Backend dials made with `Bun.connect` (which cannot be aborted) in flight
+ * per data-path thread; beyond it dials use the abortable path. Bounds the
+ * descriptors a backend that goes dark can pin (each until the kernel's SYN
+ * timeout, ~2 min) — see src/l7/h1/dial.ts. Loopback and LAN dials complete
+ * in well under a millisecond, so a healthy backend never comes near it.
+ */
+export const FAST_DIAL_MAX_PENDING = 64;

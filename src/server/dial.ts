@@ -10,7 +10,7 @@
  * timed-out descriptor in SYN_SENT for ~2 minutes (SPEC §4 rev 3).
  */
 import type { Socket, SocketHandler } from "bun";
-import { dialTcp, type DialClient } from "../l7/h1/dial.ts";
+import { dialTcp, type DialClient, type DialHint } from "../l7/h1/dial.ts";
 import { parseHostPort } from "../net/addr.ts";
 import type { RouteRecord } from "../records.ts";
 import type { RouteEntry } from "../state/state.ts";
@@ -41,11 +41,18 @@ const backendHandlers = {
 };
 
 /** Dial targets, parsed once per route record (validated when configured). */
-const targets = new WeakMap<RouteRecord, { host: string; port: number } | null>();
-function targetOf(r: RouteRecord): { host: string; port: number } | null {
+interface L4Target {
+  host: string;
+  port: number;
+  /** Whether the address answered since its last abandoned dial (fast dials, src/l7/h1/dial.ts). */
+  dial: DialHint;
+}
+const targets = new WeakMap<RouteRecord, L4Target | null>();
+function targetOf(r: RouteRecord): L4Target | null {
   let t = targets.get(r);
   if (t === undefined) {
-    t = parseHostPort(r.backend, 1);
+    const hp = parseHostPort(r.backend, 1);
+    t = hp === null ? null : { host: hp.host, port: hp.port, dial: { answered: false } };
     targets.set(r, t);
   }
   return t;
@@ -79,7 +86,7 @@ export class DialStage extends Stage implements BackendPeer, DialClient {
       return;
     }
     // Half-open: the relay passes each side's FIN on while the other direction flows.
-    this.pending = dialTcp(target.host, target.port, backendHandlers as unknown as SocketHandler<DialStage>, this, true);
+    this.pending = dialTcp(target.host, target.port, backendHandlers as unknown as SocketHandler<DialStage>, this, true, target.dial);
   }
 
   onTcpConnected(s: Socket<this>): void {

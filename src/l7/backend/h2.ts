@@ -163,7 +163,7 @@ class H2Conn implements DialClient, H2Transport {
   start(): void {
     const t = this.owner.target;
     this.timer = setTimeout(() => this.fail({ connect: true, code: "ETIMEDOUT", message: `connect to ${t.host}:${t.port} timed out after ${this.owner.connectTimeoutMs}ms` }), this.owner.connectTimeoutMs);
-    this.pendingDial = dialTcp(t.host, t.port, handlers, this);
+    this.pendingDial = dialTcp(t.host, t.port, handlers, this, false, t.dial);
   }
 
   onTcpConnected(socket: Socket<this>): void {

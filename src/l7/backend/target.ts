@@ -8,6 +8,7 @@ import net from "node:net";
 import type { BackendProtocol } from "../../config/types.ts";
 import { parseHostPort } from "../../net/addr.ts";
 import type { RouteEntry } from "../../state/state.ts";
+import type { DialHint } from "../h1/dial.ts";
 
 export interface BackendTls {
   /** SNI sent and name verified: backend_tls_server_name, else the route hostname. Empty for IP names. */
@@ -28,6 +29,8 @@ export interface BackendTarget {
   protocol: BackendProtocol;
   /** Host/:authority when the client sent none. */
   defaultAuthority: string;
+  /** Whether the address answered since its last abandoned dial: fast dials allowed (src/l7/h1/dial.ts). */
+  dial: DialHint;
 }
 
 const cache = new WeakMap<RouteEntry, BackendTarget>();
@@ -62,6 +65,7 @@ export function targetFor(entry: RouteEntry): BackendTarget {
     tls,
     protocol: record.backendProtocol,
     defaultAuthority: record.hostname,
+    dial: { answered: false },
   };
   cache.set(entry, t);
   return t;

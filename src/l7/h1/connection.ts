@@ -18,7 +18,7 @@ import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
 import { H1_MAX_HEAD_BYTES } from "./bounds.ts";
-import { clientHandshakeError, type DialClient, dialTcp, startTls } from "./dial.ts";
+import { clientHandshakeError, type DialClient, dialTcp, type PendingDial, startTls } from "./dial.ts";
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
 
 /** What a connection needs from its pool: where to go when free or closed. */
@@ -113,7 +113,7 @@ export class BackendConn implements DialClient {
   /** performance.now() when it last became idle (the pool's sweeper reads it). */
   idleSince = 0;
 
-  private pending: net.Socket | null = null;
+  private pending: PendingDial | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   /** Unwritten remainder of the request bytes (ours: copied if it came from the caller). */
   private out: Uint8Array | null = null;
@@ -149,7 +149,7 @@ export class BackendConn implements DialClient {
     if (ex !== null) ex.conn = this;
     const t = this.owner.target;
     this.timer = setTimeout(onDialTimer, this.owner.connectTimeoutMs, this);
-    this.pending = dialTcp(t.host, t.port, CONN_HANDLERS, this);
+    this.pending = dialTcp(t.host, t.port, CONN_HANDLERS, this, false, t.dial);
   }
 
   onTcpConnected(socket: Socket<BackendConn>): void {

@@ -1,6 +1,7 @@
 /**
  * Dial primitive for backend connections: a descriptor we own from the first
- * SYN, taken over as a native Bun socket once TCP is up.
+ * SYN, taken over as a native Bun socket once TCP is up — or, for a backend
+ * known to answer, `Bun.connect` (below).
  *
  * Why not `Bun.connect`: it gives no handle before the connect completes, so
  * a connect that outlives `connect_timeout` cannot be aborted and its
@@ -13,6 +14,18 @@
  * an undocumented part of Bun's node:net; `test/l7/h1/client-dial.test.ts`
  * pins it.
  *
+ * Fast dials: node:net's connect costs ~30 µs per dial more than
+ * `Bun.connect` (W2: a new backend connection per client connection). A
+ * target whose address answered (connected or refused) since its last
+ * abandoned dial (`DialHint.answered`, kept by the caller per target) is
+ * dialled with `Bun.connect`, as long as fewer than `FAST_DIAL_MAX_PENDING`
+ * such dials are in flight on this thread. Abandoning one (connect_timeout,
+ * client gone) cannot close its descriptor, so it marks the target silent:
+ * its next dials are abortable until one answers. A backend that goes dark
+ * therefore pins at most the fast dials already in flight (≤ the cap per
+ * thread) for the kernel's SYN timeout; a black-holed address that never
+ * answered is never dialled the fast way.
+ *
  * TLS: Bun.connect({ tls }) starts the handshake on connect, so a PROXY header
  * could not precede the ClientHello. We write the header on the raw TCP socket
  * and then call `upgradeTLS` client-side (ALPN http/1.1, SNI, verification);
@@ -21,6 +34,7 @@
  */
 import type { Socket, SocketHandler, TLSOptions } from "bun";
 import net from "node:net";
+import { FAST_DIAL_MAX_PENDING } from "../../limits.ts";
 import { fdBudget } from "../../net/fds.ts";
 import type { BackendTls } from "../backend/target.ts";
 
@@ -36,13 +50,107 @@ export interface DialClient {
   onTcpError(code: string, message: string): void;
 }
 
+/** A connect in progress: `destroy()` abandons it (no callback follows). */
+export interface PendingDial {
+  destroy(): void;
+}
+
+/** Per target, kept by the caller: whether its address answered since its last abandoned dial (see the top of this file). */
+export interface DialHint {
+  answered: boolean;
+}
+
 /**
- * Starts a TCP connect to host:port and returns the pending node:net socket:
- * `destroy()` it to abandon the connect (the descriptor closes at once). On
- * success the native handle is moved to `handlers` with `client` as its data,
- * and `client.onTcpConnected` runs; the net.Socket is then inert.
+ * Starts a TCP connect to host:port. On success the socket reports to
+ * `handlers` with `client` as its data, and `client.onTcpConnected` runs;
+ * on failure `client.onTcpError`. With a `hint` whose target answered, the
+ * fast dial (Bun.connect) is used when allowed; else an abortable one
+ * (`destroy()` closes the descriptor at once).
  */
-export function dialTcp<C extends DialClient>(host: string, port: number, handlers: SocketHandler<C>, client: C, allowHalfOpen = false): net.Socket {
+export function dialTcp<C extends DialClient>(
+  host: string,
+  port: number,
+  handlers: SocketHandler<C>,
+  client: C,
+  allowHalfOpen = false,
+  hint: DialHint | null = null,
+): PendingDial {
+  if (hint !== null && hint.answered && fastPending < FAST_DIAL_MAX_PENDING) return fastDial(host, port, handlers, client, allowHalfOpen, hint);
+  return abortableDial(host, port, handlers, client, allowHalfOpen, hint);
+}
+
+/** Bun.connect dials in flight on this thread (an abandoned one counts until the kernel gives up on it). */
+let fastPending = 0;
+
+/** Dials started on this thread, by kind (tests, benchmarks). */
+export const dialCounts = { fast: 0, abortable: 0 };
+
+class FastDial<C extends DialClient> implements PendingDial {
+  abandoned = false;
+  settled = false;
+  constructor(
+    readonly client: C,
+    readonly handlers: SocketHandler<C>,
+    readonly hint: DialHint,
+  ) {}
+  destroy(): void {
+    if (this.settled || this.abandoned) return;
+    this.abandoned = true;
+    this.hint.answered = false; // its descriptor stays until the kernel gives up: dial this target abortably from now on
+  }
+}
+
+type AnyFastDial = FastDial<DialClient>;
+
+const FAST_HANDLERS: SocketHandler<AnyFastDial> = {
+  open(s) {
+    const d = s.data;
+    fastPending--;
+    d.settled = true;
+    if (d.abandoned) {
+      s.terminate();
+      return;
+    }
+    const sock = s as unknown as Socket<DialClient>;
+    sock.data = d.client;
+    sock.reload({ socket: d.handlers });
+    d.client.onTcpConnected(sock);
+  },
+  connectError(s, err) {
+    const d = s.data;
+    fastPending--;
+    d.settled = true;
+    if (d.abandoned) return;
+    reportDialError(d.client, err as Error & { code?: string }, d.hint);
+  },
+  data() {},
+  close() {},
+};
+
+function fastDial<C extends DialClient>(host: string, port: number, handlers: SocketHandler<C>, client: C, allowHalfOpen: boolean, hint: DialHint): PendingDial {
+  const d = new FastDial(client, handlers, hint);
+  fastPending++;
+  dialCounts.fast++;
+  Bun.connect({ hostname: host, port, allowHalfOpen, data: d as unknown as AnyFastDial, socket: FAST_HANDLERS }).catch(() => {
+    // Reported through connectError.
+  });
+  return d;
+}
+
+function reportDialError(client: DialClient, e: Error & { code?: string }, hint: DialHint | null): void {
+  const code = e.code ?? "ECONNREFUSED";
+  // Bun reports a socket() that failed with EMFILE as ECONNREFUSED (measured on 1.4.4).
+  if (code === "ECONNREFUSED" && fdBudget.dialRefusedNearLimit()) {
+    client.onTcpError(code, `${e.message} (possible descriptor exhaustion: the process is near its file descriptor limit)`);
+    return;
+  }
+  if (code === "ECONNREFUSED" && hint !== null) hint.answered = true; // a RST is an answer: the address is not black-holed
+  client.onTcpError(code, e.message);
+}
+
+/** node:net's connect, whose native handle is taken over once connected: `destroy()` closes the descriptor at once. */
+function abortableDial<C extends DialClient>(host: string, port: number, handlers: SocketHandler<C>, client: C, allowHalfOpen: boolean, hint: DialHint | null): PendingDial {
+  dialCounts.abortable++;
   const s = net.connect({ host, port, allowHalfOpen });
   s.once("connect", () => {
     const h = (s as unknown as { _handle: Socket<C> | null })._handle;
@@ -52,19 +160,14 @@ export function dialTcp<C extends DialClient>(host: string, port: number, handle
       client.onTcpError("ECONNRESET", "connection closed while connecting");
       return;
     }
+    if (hint !== null) hint.answered = true;
     h.data = client;
     h.reload({ socket: handlers });
     client.onTcpConnected(h);
   });
   s.once("error", (e: Error & { code?: string }) => {
     s.removeAllListeners();
-    const code = e.code ?? "ECONNREFUSED";
-    // Bun reports a socket() that failed with EMFILE as ECONNREFUSED (measured on 1.4.4).
-    if (code === "ECONNREFUSED" && fdBudget.dialRefusedNearLimit()) {
-      client.onTcpError(code, `${e.message} (possible descriptor exhaustion: the process is near its file descriptor limit)`);
-      return;
-    }
-    client.onTcpError(code, e.message);
+    reportDialError(client, e, hint);
   });
   return s;
 }

@@ -15,6 +15,7 @@ export function target(port: number, tls: BackendTls | null = null): BackendTarg
     tls,
     protocol: "http1",
     defaultAuthority: "b.test",
+    dial: { answered: false },
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { H1Pool } from "../../../src/l7/h1/client.ts";
+import { dialCounts } from "../../../src/l7/h1/dial.ts";
 import { type Blackhole, deadPort, ok, send, startBackend, startBlackhole, synSentTo, target, waitFor } from "./client-backends.ts";
 
 let blackhole: Blackhole;
@@ -73,4 +74,51 @@ test("cancel() of a request waiting in the queue removes it", async () => {
   expect(p.stats().queued).toBe(0);
   p.close();
   b.stop();
+});
+
+test("a target that answered is dialled with Bun.connect (fast); a refused address counts as answering", async () => {
+  const b = startBackend(() => ok("hi"));
+  const p = new H1Pool({ connectTimeoutMs: 2000, idleTimeoutMs: 10_000, proxyHeader: null });
+  const t = target(b.port);
+  const before = { ...dialCounts };
+  const r1 = send(p, t, "GET");
+  const r2 = send(p, t, "GET"); // a second connection: dialled before the first answered
+  expect((await r1.done).body.toString()).toBe("hi");
+  expect((await r2.done).body.toString()).toBe("hi");
+  expect(t.dial.answered).toBe(true);
+  p.close(); // the next request needs a new connection
+  const p2 = new H1Pool({ connectTimeoutMs: 2000, idleTimeoutMs: 10_000, proxyHeader: null });
+  expect((await send(p2, t, "GET").done).body.toString()).toBe("hi");
+  expect(dialCounts.abortable - before.abortable).toBe(2);
+  expect(dialCounts.fast - before.fast).toBe(1);
+  p2.close();
+  b.stop();
+
+  const refused = target(deadPort());
+  const p3 = new H1Pool({ connectTimeoutMs: 2000, idleTimeoutMs: 10_000, proxyHeader: null });
+  expect((await send(p3, refused, "GET").done).error?.code).toBe("ECONNREFUSED");
+  expect(refused.dial.answered).toBe(true);
+  const fast = dialCounts.fast;
+  expect((await send(p3, refused, "GET").done).error?.code).toBe("ECONNREFUSED"); // through connectError of the fast dial
+  expect(dialCounts.fast).toBe(fast + 1);
+  p3.close();
+});
+
+test("a backend that answered and then went dark: one fast dial is abandoned (its SYN_SENT stays), every later dial is abortable again", async () => {
+  const p = new H1Pool({ connectTimeoutMs: 300, idleTimeoutMs: 10_000, proxyHeader: null });
+  const t = target(blackhole.port);
+  t.dial.answered = true; // as if it had answered before going dark
+  const before = synSentTo(blackhole.port);
+  const counts = { ...dialCounts };
+  for (let i = 0; i < 3; i++) {
+    const r = await send(p, t, "GET").done;
+    expect(r.error).toMatchObject({ kind: "timeout_connect", code: "ETIMEDOUT" });
+  }
+  expect(t.dial.answered).toBe(false);
+  expect(dialCounts.fast - counts.fast).toBe(1);
+  expect(dialCounts.abortable - counts.abortable).toBe(2);
+  // Only the fast dial's descriptor is left connecting (until the kernel gives up, or the blackhole closes).
+  await waitFor(() => synSentTo(blackhole.port) <= before + 1, 1000);
+  expect(synSentTo(blackhole.port)).toBe(before + 1);
+  p.close();
 });
