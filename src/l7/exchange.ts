@@ -33,6 +33,8 @@ export interface FrontSide {
    * only during the call.
    */
   rawHead?(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean;
+  /** Whether `rawHead` would take a head right now. */
+  canTakeRawHead?(): boolean;
   /** Response body bytes (valid only during the call). False = stop until the front calls `Exchange.responseWritable`. */
   data(chunk: Uint8Array): boolean;
   /** End of the response, with trailers (possibly empty). */
@@ -156,6 +158,11 @@ export class Exchange {
     this.status = status;
     this.front.head(status, fields, endStream, contentLength);
     if (endStream) this.finished = true;
+  }
+
+  /** Whether a forwardable HTTP/1.1 response head would go to the client as its own bytes now (it is then parsed framing-only). */
+  wantsRawHead(): boolean {
+    return !this.finished && this.front.canTakeRawHead?.() === true;
   }
 
   /** The response head (and maybe its whole body) as an HTTP/1.1 backend sent it, if the front can forward it as is; false = call `onHead`. */

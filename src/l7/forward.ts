@@ -11,7 +11,7 @@ import { targetFor, type BackendTarget } from "./backend/target.ts";
 import type { L7Conn } from "./conn.ts";
 import { BODY_403, BODY_421, BODY_502_ERR, Exchange, type BackendStream, type FrontSide } from "./exchange.ts";
 import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "./h1/client.ts";
-import { serializeRequestHead, type ResponseHead } from "./h1/codec.ts";
+import { parseResponseHead, serializeRequestHead, type ResponseHead } from "./h1/codec.ts";
 import { copyWithout } from "./h1/bytes.ts";
 import { H2_ERROR } from "./h2/errors.ts";
 import type { H2Stream } from "./h2/stream.ts";
@@ -153,7 +153,7 @@ function sendH1(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestI
 /** Sends a serialized request head (its framing field matching `req.body`) and attaches the exchange. */
 function sendH1Head(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, head: Uint8Array, connectFailed: () => void): void {
   const body = req.body === "none" ? NO_BODY : req.body === "length" ? { kind: "length" as const, length: req.contentLength } : CHUNKED;
-  const side = new H1Side(ex, connectFailed);
+  const side = new H1Side(ex, req.method, connectFailed);
   side.x = pool.request(target, req.method, head, body, side, req.body === "none" && IDEMPOTENT.has(req.method));
   side.x.onWritable = () => ex.backendWritable();
   ex.attach(side, "http1");
@@ -168,12 +168,19 @@ class H1Side implements ResponseSink, BackendStream {
 
   constructor(
     private readonly ex: Exchange,
+    private readonly method: string,
     private readonly connectFailed: () => void,
   ) {}
+
+  wantsRawHead(): boolean {
+    return this.ex.wantsRawHead();
+  }
 
   onHead(h: ResponseHead, raw: Uint8Array | null, at: number): void {
     const noBody = h.framing === "none";
     if (raw !== null && this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, null, 0, 0, noBody)) return;
+    // Parsed framing-only for a pass-through the front no longer takes: every field is needed now.
+    if (!h.complete && raw !== null) h = parseResponseHead(raw, at, at + h.length, this.method) as ResponseHead;
     this.ex.onHead(h.status, clientResponseFields(h.headers, h.contentLength >= 0), noBody, h.framing === "length" ? h.contentLength : -1);
   }
   onWholeResponse(h: ResponseHead, raw: Uint8Array, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): boolean {

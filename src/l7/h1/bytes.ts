@@ -95,6 +95,9 @@ const KNOWN_NAMES = [
 /** `parseFieldLines` marks lines of these names for a pass-through copy to leave out (`dropMask`). */
 export const NAME_HOP_BY_HOP = 1;
 export const NAME_FORWARDING = 2;
+/** The fields a head's framing and connection facts come from: all a framing-only parse keeps (`text` null). */
+const NAME_FRAMING = 4;
+const FRAMING_NAMES = ["content-length", "transfer-encoding", "connection", "upgrade"];
 /** Connection-specific fields (RFC 9110 §7.6.1) and the ones the front consumed (Expect): never forwarded. */
 const HOP_BY_HOP_NAMES = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "expect", "http2-settings"];
 /** Claims about the client or the original URL (SPEC §5): removed from requests. */
@@ -105,6 +108,7 @@ const FORWARDING_NAMES = [
 const KNOWN_FLAGS = new Uint8Array(KNOWN_NAMES.length);
 for (const n of HOP_BY_HOP_NAMES) KNOWN_FLAGS[KNOWN_NAMES.indexOf(n)] |= NAME_HOP_BY_HOP;
 for (const n of FORWARDING_NAMES) KNOWN_FLAGS[KNOWN_NAMES.indexOf(n)] |= NAME_FORWARDING;
+for (const n of FRAMING_NAMES) KNOWN_FLAGS[KNOWN_NAMES.indexOf(n)] |= NAME_FRAMING;
 const INTERN_BITS = 9;
 const INTERN_MASK = (1 << INTERN_BITS) - 1;
 /** Open-addressed table: slot → index into KNOWN_NAMES, or -1. */
@@ -156,7 +160,10 @@ export const FIELDS_REWRITE = 1 << 24;
  * Parses field lines (RFC 9112 §5) from `pos` up to and including the blank
  * line that ends at `sectionEnd` (which the caller found as the first CRLF CRLF,
  * so every loop below stops at a CR before running past it). `text` is
- * latin1(buf[base, sectionEnd)). Appends lower-cased names and trimmed values
+ * latin1(buf[base, sectionEnd)), or null for a framing-only parse: every line
+ * is validated the same, but only Content-Length, Transfer-Encoding,
+ * Connection and Upgrade are kept (their values decoded one by one), which
+ * skips decoding the rest. Appends lower-cased names and trimmed values
  * to `out` as [name, value, …] and returns the number of fields (plus
  * `FIELDS_REWRITE` if whitespace before a colon was skipped), or an error:
  * bare LF/CR, obs-fold, whitespace before the colon (`lenient` — responses —
@@ -172,7 +179,7 @@ export function parseFieldLines(
   buf: Uint8Array,
   pos: number,
   sectionEnd: number,
-  text: string,
+  text: string | null,
   base: number,
   out: string[],
   lenient: boolean,
@@ -208,7 +215,6 @@ export function parseFieldLines(
     }
     if (nameEnd === nameStart) return h1Error("invalid_header_name", status);
     const k = internedIndex(buf, nameStart, nameEnd, hash);
-    const name = k >= 0 ? KNOWN_NAMES[k] : text.substring(nameStart - base, nameEnd - base).toLowerCase();
     c = buf[++pos];
     while (c === SP || c === HTAB) c = buf[++pos];
     const valueStart = pos;
@@ -222,7 +228,12 @@ export function parseFieldLines(
     if (c !== CR) return h1Error(c === LF ? "bare_lf" : "invalid_header_value", status);
     if (buf[pos + 1] !== LF) return h1Error("bare_cr", status);
     if (++count > maxFields) return h1Error(tooMany, status === 400 ? 431 : status);
-    out.push(name, valueStart === valueEnd ? "" : text.substring(valueStart - base, valueEnd - base));
+    if (text !== null) {
+      const name = k >= 0 ? KNOWN_NAMES[k] : text.substring(nameStart - base, nameEnd - base).toLowerCase();
+      out.push(name, valueStart === valueEnd ? "" : text.substring(valueStart - base, valueEnd - base));
+    } else if (k >= 0 && (KNOWN_FLAGS[k] & NAME_FRAMING) !== 0) {
+      out.push(KNOWN_NAMES[k], valueStart === valueEnd ? "" : latin1(buf, valueStart, valueEnd));
+    }
     pos += 2;
     if (k >= 0 && (KNOWN_FLAGS[k] & dropMask) !== 0 && drop !== null) drop.push(nameStart - base, pos - base);
   }

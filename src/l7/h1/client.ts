@@ -50,6 +50,13 @@ export interface ResponseSink {
    */
   onHead(head: ResponseHead, raw: Uint8Array | null, at: number): void;
   /**
+   * Optional: true when a forwardable head would be taken as bytes right now
+   * (onWholeResponse or onHead with `raw`): the head is then parsed
+   * framing-only (`ResponseHead.complete` false) unless it turns out not
+   * forwardable. Asked just before the head is parsed.
+   */
+  wantsRawHead?(): boolean;
+  /**
    * Optional fast path for a forwardable head (raw[at, at + head.length))
    * whose whole Content-Length body, body[bodyStart, bodyEnd), came in the
    * same read: true = taken (no onHead/onData follow, onEnd does), false =

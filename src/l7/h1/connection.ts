@@ -13,11 +13,10 @@
  * promises.
  */
 import type { Socket, SocketHandler } from "bun";
-import type net from "node:net";
 import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
-import { H1_MAX_HEAD_BYTES } from "./bounds.ts";
+import { H1_DEFAULT_LIMITS, H1_MAX_HEAD_BYTES } from "./bounds.ts";
 import { clientHandshakeError, type DialClient, dialTcp, type PendingDial, startTls } from "./dial.ts";
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
 
@@ -291,8 +290,9 @@ export class BackendConn implements DialClient {
         let r: ReturnType<typeof parseResponseHead>;
         let headBytes = buf;
         let headAt = start;
+        const lazy = ex.sink.wantsRawHead?.() === true;
         if (this.headLen === 0) {
-          r = parseResponseHead(buf, start, end, ex.method);
+          r = parseResponseHead(buf, start, end, ex.method, H1_DEFAULT_LIMITS, lazy);
           if (r.kind === "more") {
             this.keepHead(buf, start, end);
             return;
@@ -303,7 +303,7 @@ export class BackendConn implements DialClient {
           const take = Math.min(end - start, HEAD_BUFFER_BYTES - this.headLen);
           hb.set(buf.subarray(start, start + take), this.headLen);
           this.headLen += take;
-          r = parseResponseHead(hb, 0, this.headLen, ex.method);
+          r = parseResponseHead(hb, 0, this.headLen, ex.method, H1_DEFAULT_LIMITS, lazy);
           headBytes = hb;
           headAt = 0;
           if (r.kind === "more") {
@@ -317,6 +317,8 @@ export class BackendConn implements DialClient {
         }
         if (r.kind === "error") return this.protocolError(r.reason);
         if (r.status < 200 && r.status !== 101) continue; // 1xx: the final head follows
+        // Framing-only, but it cannot go out as bytes: every field is needed (same bytes, so it parses).
+        if (!r.complete && !r.forwardable) r = parseResponseHead(headBytes, headAt, headAt + r.length, ex.method) as ResponseHead;
         this.startBody(r);
         const sink = ex.sink;
         if (r.forwardable && (this.rphase as number) === R_BODY && this.chunked === null && end - start >= r.contentLength && sink.onWholeResponse !== undefined) {
@@ -521,7 +523,7 @@ export class BackendConn implements DialClient {
     this.chunked = null;
     this.headBuf = null;
     this.headLen = 0;
-    this.stash.length = 0;
+    if (this.stash.length !== 0) this.stash.length = 0;
     this.completePending = false;
     if (!this.eofPending) this.pendingIn = null;
   }

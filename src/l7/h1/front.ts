@@ -319,9 +319,13 @@ export class H1Front implements ProtocolFront, FrontSide {
     if (endStream) this.finishResponse();
   }
 
-  rawHead(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean {
+  canTakeRawHead(): boolean {
     // Only where `head` would add nothing: HTTP/1.1, the connection stays open, the request was read whole.
-    if (this.closeAfter || this.state !== State.Response || this.req!.version !== "1.1") return false;
+    return !this.closeAfter && this.state === State.Response && this.req !== null && this.req.version === "1.1";
+  }
+
+  rawHead(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean {
+    if (!this.canTakeRawHead()) return false;
     this.headSent = true;
     // A copy: the buffers are the backend's read buffers.
     this.out(copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd));

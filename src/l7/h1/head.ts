@@ -111,7 +111,10 @@ export interface RequestHead extends H1MessageFacts {
 export interface ResponseHead extends H1MessageFacts {
   kind: "response";
   status: number;
+  /** The reason phrase ("" after a framing-only parse). */
   reason: string;
+  /** False after a framing-only parse: `headers` holds only the framing fields (parse again for all). */
+  complete: boolean;
 }
 
 const BAD = 400 as const;
@@ -273,6 +276,12 @@ export function parseRequestHead(
  * of the request it answers (HEAD responses have no body). Same contract as
  * `parseRequestHead`; errors carry 502. A 1xx other than 101 is followed by
  * another head for the same request: parse again at `start + length`.
+ *
+ * `framingOnly`: validate the same, but keep only what framing, connection
+ * reuse and pass-through need (`complete` false: `headers` holds just the
+ * framing fields, `reason` is ""). For a head that will be forwarded as its
+ * own bytes it saves decoding the rest (~0.5 µs of a ~0.9 µs parse of
+ * nginx's 8-field head); anyone else parses again in full.
  */
 export function parseResponseHead(
   buf: Uint8Array,
@@ -280,6 +289,7 @@ export function parseResponseHead(
   end: number,
   requestMethod: string,
   limits: H1Limits = H1_DEFAULT_LIMITS,
+  framingOnly = false,
 ): ResponseHead | NeedMore | H1Error {
   const found = findHead(buf, start, end, limits, false, BAD_GATEWAY);
   if (typeof found !== "number") return found;
@@ -306,8 +316,8 @@ export function parseResponseHead(
   if (buf[pos + 1] !== LF) return h1Error("bare_cr", BAD_GATEWAY);
   pos += 2;
 
-  const text = latin1(buf, start, headEnd);
-  const reason = reasonEnd === reasonStart ? "" : text.substring(reasonStart - start, reasonEnd - start);
+  const text = framingOnly ? null : latin1(buf, start, headEnd);
+  const reason = reasonEnd === reasonStart || text === null ? "" : text.substring(reasonStart - start, reasonEnd - start);
   const headers: string[] = [];
   const drop: number[] = [];
   const fields = parseFieldLines(buf, pos, headEnd, text, start, headers, true, limits.maxHeaders, "too_many_headers", BAD_GATEWAY, drop, NAME_HOP_BY_HOP);
@@ -375,6 +385,7 @@ export function parseResponseHead(
     forwardable,
     headOffset: 0,
     dropLines: drop,
+    complete: !framingOnly,
   };
 }
 

@@ -94,7 +94,43 @@ describe("response heads: rejected with 502", () => {
   for (const [name, wire, reason] of cases) {
     test(`${name} → ${reason}`, () => expectError(res(wire), reason as never, 502));
   }
+  test("a framing-only parse refuses exactly the same heads", () => {
+    for (const [, wire, reason] of cases) {
+      const b = bytes(wire);
+      expectError(parseResponseHead(b, 0, b.length, "GET", undefined, true), reason as never, 502);
+    }
+  });
   test("head too large → 502 head_too_large", () => {
     expectError(res("HTTP/1.1 200 OK\r\nX: " + "v".repeat(20000)), "head_too_large", 502);
+  });
+});
+
+describe("response heads: framing-only parse (for pass-through)", () => {
+  const heads = [
+    "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\nETag: \"x\"\r\n\r\n",
+    "HTTP/1.1 204 No Content\r\nX-Custom: A\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 1\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX-Space : v\r\nContent-Length: 1\r\n\r\n",
+    "HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\n",
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\nUnknown-Name: \xe9\r\n\r\n",
+  ];
+  test("the same framing, connection and pass-through facts; only the framing fields kept", () => {
+    for (const wire of heads) {
+      const b = bytes(wire);
+      const full = parseResponseHead(b, 0, b.length, "GET");
+      const lazy = parseResponseHead(b, 0, b.length, "GET", undefined, true);
+      if (full.kind !== "response" || lazy.kind !== "response") throw new Error(wire);
+      const { headers, reason, complete, ...facts } = full;
+      const { headers: lh, reason: lr, complete: lc, ...lazyFacts } = lazy;
+      expect(lazyFacts).toEqual(facts);
+      expect(complete).toBe(true);
+      expect(lc).toBe(false);
+      expect(lr).toBe("");
+      const framing = ["content-length", "transfer-encoding", "connection", "upgrade"];
+      expect(lh).toEqual(headers.filter((_, i) => i % 2 === 1 ? framing.includes(headers[i - 1]!) : framing.includes(headers[i]!)));
+      expect(reason.length).toBeGreaterThan(0);
+    }
   });
 });
