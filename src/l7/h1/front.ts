@@ -328,10 +328,17 @@ export class H1Front implements ProtocolFront, FrontSide {
     if (!this.canTakeRawHead()) return false;
     this.headSent = true;
     // A copy: the buffers are the backend's read buffers.
-    this.out(copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd));
-    if (body !== null) {
-      this.flush();
+    const bytes = copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd);
+    if (body !== null && this.batch.length === 0) {
+      // The whole response, nothing queued before it: straight to the socket (no batch, no microtask).
+      this.queuedBytes = this.conn.send(bytes);
       this.lastActivity = this.conn.ctx.now();
+    } else {
+      this.out(bytes);
+      if (body !== null) {
+        this.flush();
+        this.lastActivity = this.conn.ctx.now();
+      }
     }
     if (endStream) this.finishResponse();
     return true;
