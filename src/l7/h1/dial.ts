@@ -82,6 +82,11 @@ export function dialTcp<C extends DialClient>(
 /** Bun.connect dials in flight on this thread (an abandoned one counts until the kernel gives up on it). */
 let fastPending = 0;
 
+/** Fast dials in flight on this thread (tests). */
+export function fastDialsInFlight(): number {
+  return fastPending;
+}
+
 /** Dials started on this thread, by kind (tests, benchmarks). */
 export const dialCounts = { fast: 0, abortable: 0 };
 
@@ -98,6 +103,13 @@ class FastDial<C extends DialClient> implements PendingDial {
     this.abandoned = true;
     this.hint.answered = false; // its descriptor stays until the kernel gives up: dial this target abortably from now on
   }
+  /** The connect failed: from `connectError`, or the promise's rejection (both may come; the first counts). */
+  failed(err: Error & { code?: string }): void {
+    if (this.settled) return;
+    this.settled = true;
+    fastPending--;
+    if (!this.abandoned) reportDialError(this.client, err, this.hint);
+  }
 }
 
 type AnyFastDial = FastDial<DialClient>;
@@ -105,6 +117,7 @@ type AnyFastDial = FastDial<DialClient>;
 const FAST_HANDLERS: SocketHandler<AnyFastDial> = {
   open(s) {
     const d = s.data;
+    if (d.settled) return;
     fastPending--;
     d.settled = true;
     if (d.abandoned) {
@@ -117,11 +130,7 @@ const FAST_HANDLERS: SocketHandler<AnyFastDial> = {
     d.client.onTcpConnected(sock);
   },
   connectError(s, err) {
-    const d = s.data;
-    fastPending--;
-    d.settled = true;
-    if (d.abandoned) return;
-    reportDialError(d.client, err as Error & { code?: string }, d.hint);
+    s.data.failed(err as Error & { code?: string });
   },
   data() {},
   close() {},
@@ -131,9 +140,8 @@ function fastDial<C extends DialClient>(host: string, port: number, handlers: So
   const d = new FastDial(client, handlers, hint);
   fastPending++;
   dialCounts.fast++;
-  Bun.connect({ hostname: host, port, allowHalfOpen, data: d as unknown as AnyFastDial, socket: FAST_HANDLERS }).catch(() => {
-    // Reported through connectError.
-  });
+  // A failure calls connectError and rejects the promise; a DNS failure may only reject it.
+  Bun.connect({ hostname: host, port, allowHalfOpen, data: d as unknown as AnyFastDial, socket: FAST_HANDLERS }).catch((e: Error & { code?: string }) => d.failed(e));
   return d;
 }
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { H1Pool } from "../../../src/l7/h1/client.ts";
-import { dialCounts } from "../../../src/l7/h1/dial.ts";
+import { dialCounts, fastDialsInFlight } from "../../../src/l7/h1/dial.ts";
 import { type Blackhole, deadPort, ok, send, startBackend, startBlackhole, synSentTo, target, waitFor } from "./client-backends.ts";
 
 let blackhole: Blackhole;
@@ -120,5 +120,18 @@ test("a backend that answered and then went dark: one fast dial is abandoned (it
   // Only the fast dial's descriptor is left connecting (until the kernel gives up, or the blackhole closes).
   await waitFor(() => synSentTo(blackhole.port) <= before + 1, 1000);
   expect(synSentTo(blackhole.port)).toBe(before + 1);
+  p.close();
+});
+
+test("a fast dial whose name no longer resolves fails as ENOTFOUND and is no longer counted in flight", async () => {
+  const p = new H1Pool({ connectTimeoutMs: 5000, idleTimeoutMs: 10_000, proxyHeader: null });
+  const t = { ...target(1), host: "no-such-host.invalid", key: "no-such-host.invalid|1|fast", dial: { answered: true } };
+  const fast = dialCounts.fast;
+  const inFlight = fastDialsInFlight();
+  const r = await send(p, t, "GET").done;
+  expect(dialCounts.fast).toBe(fast + 1);
+  expect(fastDialsInFlight()).toBe(inFlight);
+  expect(r.error?.kind).toBe("connect");
+  expect(r.error?.code).toBe("ENOTFOUND");
   p.close();
 });
