@@ -9,8 +9,12 @@
 /** A header list: [name, value, …], names lower-case. */
 export type Fields = string[];
 
-/** Connection-specific headers (RFC 9110 §7.6.1; forbidden in HTTP/2), plus the ones we set ourselves. */
-const HOP_BY_HOP = new Set([
+/**
+ * Connection-specific fields (RFC 9110 §7.6.1; forbidden in HTTP/2): never
+ * forwarded in either direction. Also the list the HTTP/1.1 codec marks for a
+ * pass-through copy to cut out (src/l7/h1/bytes.ts): one list for both paths.
+ */
+export const CONNECTION_SPECIFIC_FIELDS: readonly string[] = [
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -19,17 +23,23 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   // Not hop-by-hop by RFC, but the front already handled "100-continue" with the client.
   "expect",
+  "http2-settings",
+];
+
+/** The connection-specific fields plus the ones we set ourselves. */
+const HOP_BY_HOP = new Set([
+  ...CONNECTION_SPECIFIC_FIELDS,
   // We set Host / :authority explicitly; Content-Length is re-derived from the body framing.
   "host",
   "content-length",
-  "http2-settings",
 ]);
 
 /**
- * Client-sent headers that claim something about the client or the original
+ * Client-sent fields that claim something about the client or the original
  * URL: always removed (SPEC §5 rev 3); the first three are then set by us.
+ * Also cut out of pass-through request heads (src/l7/h1/bytes.ts).
  */
-const FORWARDING = new Set([
+export const FORWARDING_FIELDS: readonly string[] = [
   "x-forwarded-for",
   "x-real-ip",
   "x-forwarded-proto",
@@ -39,7 +49,8 @@ const FORWARDING = new Set([
   "x-forwarded-prefix",
   "x-client-ip",
   "true-client-ip",
-]);
+];
+const FORWARDING = new Set(FORWARDING_FIELDS);
 
 /** Names listed in Connection values ("close, X-Foo" → ["x-foo"]); null when none matter. */
 function connectionTokens(src: readonly string[]): string[] | null {

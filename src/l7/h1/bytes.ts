@@ -9,6 +9,7 @@
  * string once and every method, target, name and value is a substring of it;
  * the bytes are validated in one pass over the Uint8Array.
  */
+import { CONNECTION_SPECIFIC_FIELDS, FORWARDING_FIELDS } from "../headers.ts";
 import { type H1Error, type H1ErrorStatus, h1Error } from "./errors.ts";
 
 export const CR = 0x0d;
@@ -98,17 +99,18 @@ export const NAME_FORWARDING = 2;
 /** The fields a head's framing and connection facts come from: all a framing-only parse keeps (`text` null). */
 const NAME_FRAMING = 4;
 const FRAMING_NAMES = ["content-length", "transfer-encoding", "connection", "upgrade"];
-/** Connection-specific fields (RFC 9110 §7.6.1) and the ones the front consumed (Expect): never forwarded. */
-const HOP_BY_HOP_NAMES = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "expect", "http2-settings"];
-/** Claims about the client or the original URL (SPEC §5): removed from requests. */
-const FORWARDING_NAMES = [
-  "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "forwarded", "x-forwarded-host", "x-forwarded-port",
-  "x-forwarded-prefix", "x-client-ip", "true-client-ip",
-];
 const KNOWN_FLAGS = new Uint8Array(KNOWN_NAMES.length);
-for (const n of HOP_BY_HOP_NAMES) KNOWN_FLAGS[KNOWN_NAMES.indexOf(n)] |= NAME_HOP_BY_HOP;
-for (const n of FORWARDING_NAMES) KNOWN_FLAGS[KNOWN_NAMES.indexOf(n)] |= NAME_FORWARDING;
-for (const n of FRAMING_NAMES) KNOWN_FLAGS[KNOWN_NAMES.indexOf(n)] |= NAME_FRAMING;
+/** Flags only interned names: a name missing from KNOWN_NAMES would silently never be cut out of a copy. */
+function flagNames(names: readonly string[], flag: number): void {
+  for (const n of names) {
+    const k = KNOWN_NAMES.indexOf(n);
+    if (k < 0) throw new Error(`header name ${n} must be in KNOWN_NAMES`);
+    KNOWN_FLAGS[k] |= flag;
+  }
+}
+flagNames(CONNECTION_SPECIFIC_FIELDS, NAME_HOP_BY_HOP);
+flagNames(FORWARDING_FIELDS, NAME_FORWARDING);
+flagNames(FRAMING_NAMES, NAME_FRAMING);
 const INTERN_BITS = 9;
 const INTERN_MASK = (1 << INTERN_BITS) - 1;
 /** Open-addressed table: slot → index into KNOWN_NAMES, or -1. */
