@@ -71,7 +71,6 @@ export interface ExchangeInfo {
   listenerAddr: string;
   clientAddress: string;
   backendTimeoutMs: number;
-  now(): number;
 }
 
 export class Exchange {

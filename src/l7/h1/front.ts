@@ -327,32 +327,21 @@ export class H1Front implements ProtocolFront, FrontSide {
   rawHead(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean {
     if (!this.canTakeRawHead()) return false;
     this.headSent = true;
-    // A copy: the buffers are the backend's read buffers.
-    const bytes = copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd);
-    if (body !== null && this.batch.length === 0) {
-      // The whole response, nothing queued before it: straight to the socket (no batch, no microtask).
-      this.queuedBytes = this.conn.send(bytes);
-      this.lastActivity = this.conn.ctx.now();
-    } else {
-      this.out(bytes);
-      if (body !== null) {
-        this.flush();
-        this.lastActivity = this.conn.ctx.now();
-      }
-    }
+    // A copy: the buffers are the backend's read buffers. With its whole body it goes out now.
+    this.out(copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd), body !== null);
+    if (body !== null) this.lastActivity = this.conn.ctx.now();
     if (endStream) this.finishResponse();
     return true;
   }
 
   data(chunk: Uint8Array): boolean {
     if (chunk.byteLength === 0) return true;
+    // Written now (with the head, if it still waits): the chunk is only valid during this call.
     if (this.chunkedOut) {
       this.out(Buffer.from(chunk.byteLength.toString(16) + "\r\n", "latin1"));
       this.out(chunk);
-      this.out(CRLF);
-    } else this.out(chunk);
-    // Written now (with the head, if it still waits): the chunk is only valid during this call.
-    this.flush();
+      this.out(CRLF, true);
+    } else this.out(chunk, true);
     this.lastActivity = this.conn.ctx.now();
     return this.queuedBytes < H1_RESPONSE_HIGH_WATER_BYTES;
   }
@@ -434,11 +423,13 @@ export class H1Front implements ProtocolFront, FrontSide {
 
   /**
    * Queues bytes for the socket: a head waits for its body (one write, one TLS
-   * record burst) until `data`/`end` flush, or a microtask when none follows.
+   * record burst) until `data`/`end` flush, or a microtask when none follows;
+   * `now` writes the batch at once (the last part of a response chunk).
    */
-  private out(b: Uint8Array): void {
+  private out(b: Uint8Array, now = false): void {
     this.batch.push(b);
     this.batchBytes += b.byteLength;
+    if (now) return this.flush(); // written now: no microtask for it
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flush);
