@@ -166,9 +166,12 @@ export class L7Conn implements TlsPeer {
   }
 
 
-  /** Writes to the client; returns bytes accepted (-1 when closed). Partial = wait for onDrain. */
-  write(data: Uint8Array | string): number {
-    const n = this.tls.write(data);
+  /**
+   * Writes to the client (`data[offset, offset + length)` when given: no view
+   * needed); returns bytes accepted (-1 when closed). Partial = wait for onDrain.
+   */
+  write(data: Uint8Array | string, offset?: number, length?: number): number {
+    const n = offset === undefined ? this.tls.write(data) : this.tls.write(data, offset, length);
     if (n > 0) this.bytesOut += n;
     return n;
   }

@@ -46,8 +46,8 @@ export class H2Front implements ProtocolFront, H2Transport {
 
   // ------------------------------------------------ H2Transport (the TLS socket)
 
-  write(data: Uint8Array): number {
-    return this.conn.write(data);
+  write(data: Uint8Array, offset: number, length: number): number {
+    return this.conn.write(data, offset, length);
   }
   shutdown(): void {
     this.conn.closeGently();

@@ -246,8 +246,8 @@ class H2Conn implements DialClient, H2Transport {
   }
 
   // H2Transport
-  write(data: Uint8Array): number {
-    return this.sock ? this.sock.write(data) : -1;
+  write(data: Uint8Array, offset: number, length: number): number {
+    return this.sock ? this.sock.write(data, offset, length) : -1;
   }
   shutdown(): void {
     this.sock?.end();

@@ -64,7 +64,8 @@ import { CLOSED, H2Stream, type ClosedHow, type StreamHost } from "./stream.ts";
  * closed. `shutdown` sends FIN after everything written; `terminate` resets.
  */
 export interface H2Transport {
-  write(data: Uint8Array): number;
+  /** Writes `data[offset, offset + length)`; returns bytes accepted (-1 when closed). */
+  write(data: Uint8Array, offset: number, length: number): number;
   shutdown(): void;
   terminate(): void;
 }
@@ -1017,7 +1018,7 @@ export class H2Session implements StreamHost {
     sc.reset();
     if (status > 0) this.encoder.encode(statusField(status), sc);
     this.encoder.encode(fields, sc, neverIndex);
-    writeHeaders(this.out, id, sc.view(), endStream, this.peerMaxFrameSize);
+    writeHeaders(this.out, id, sc.buf, endStream, this.peerMaxFrameSize, null, sc.len);
   }
 
   private scheduleFlush(): void {
@@ -1151,7 +1152,7 @@ export class H2Session implements StreamHost {
   private writeOut(): void {
     const len = this.out.len - this.outStart;
     if (len === 0) return;
-    const n = this.transport.write(this.out.buf.subarray(this.outStart, this.out.len));
+    const n = this.transport.write(this.out.buf, this.outStart, len);
     if (n < 0) {
       this.out.reset();
       this.outStart = 0;

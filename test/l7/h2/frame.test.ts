@@ -88,7 +88,7 @@ function readAll(r: FrameReader, out: H2Frame[]): H2Error | null {
     const f = r.next();
     if (f === null) return null;
     if (f instanceof H2Error) return f;
-    out.push({ ...f, payload: f.payload.slice() });
+    out.push(f.copy());
   }
 }
 

@@ -37,13 +37,13 @@ export class MemoryTransport implements H2Transport {
   deliver: ((chunk: Uint8Array) => void) | null = null;
   onDrainable: (() => void) | null = null;
 
-  write(data: Uint8Array): number {
+  write(data: Uint8Array, offset = 0, length = data.length - offset): number {
     if (this.ended) return -1;
     this.writes++;
-    const n = Math.min(data.length, this.budget);
+    const n = Math.min(length, this.budget);
     if (n <= 0) return 0;
     this.budget -= n;
-    const copy = data.slice(0, n);
+    const copy = data.slice(offset, offset + n);
     this.chunks.push(copy);
     const to = this.deliver;
     if (to) queueMicrotask(() => to(copy));
@@ -154,7 +154,7 @@ export class RawPeer {
         const f = this.reader.next();
         if (f === null) break;
         if (f instanceof H2Error) throw new Error(`session wrote a bad frame: ${f}`);
-        const copy = { ...f, payload: f.payload.slice() };
+        const copy = f.copy();
         got.push(copy);
         this.frames.push(copy);
         if (copy.type === H2_FRAME.HEADERS) this.decodeHeaders(copy);
