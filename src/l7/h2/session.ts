@@ -201,9 +201,14 @@ export class H2Session implements StreamHost {
   private readonly flushTask = (): void => this.flush();
 
   private readonly streams = new Map<number, H2Stream>();
-  /** Recently closed ids and how they closed (insertion order = age). */
-  private readonly closedIds = new Map<number, ClosedHow>();
+  /**
+   * The last H2_CLOSED_STREAMS_KEPT closed ids and how they closed, as a ring
+   * (slot closedPos is the oldest). Looked up only for frames on streams no
+   * longer open — rare, and bounded by the glitch budget — so a scan beats
+   * keeping a Map in step with every stream's close.
+   */
   private readonly closedRing = new Int32Array(H2_CLOSED_STREAMS_KEPT);
+  private readonly closedHow = new Uint8Array(H2_CLOSED_STREAMS_KEPT);
   private closedPos = 0;
   /** Streams with DATA, END_STREAM or trailers to send, served round-robin. */
   private readonly sendList: H2Stream[] = [];
@@ -660,7 +665,7 @@ export class H2Session implements StreamHost {
       return null;
     }
     this.onStreamCb(s);
-    if (endStream && (!s.closed || this.closedIds.get(id) === CLOSED.ENDED)) s.onEnd?.(null);
+    if (endStream && (!s.closed || this.closedAs(id) === CLOSED.ENDED)) s.onEnd?.(null);
     return null;
   }
 
@@ -724,7 +729,7 @@ export class H2Session implements StreamHost {
 
   /** DATA or HEADERS for a stream no longer in the table (§5.1 "closed"). */
   private onClosedStreamFrame(id: number, what: "data" | "headers"): H2Error | null {
-    const how = this.closedIds.get(id);
+    const how = this.closedAs(id);
     if (how === CLOSED.RESET_BY_US) return null; // in flight when we reset it
     if (how === CLOSED.RESET_BY_PEER) return streamError(H2_ERROR.STREAM_CLOSED, `${what}_after_rst_stream`);
     if (how === CLOSED.ENDED) return connError(H2_ERROR.STREAM_CLOSED, `${what}_on_closed_stream`);
@@ -901,16 +906,23 @@ export class H2Session implements StreamHost {
     return this.isPeerInitiated(id) ? id > this.lastPeerStreamId : id >= this.nextStreamId;
   }
 
-  /** Records how `id` closed; the oldest of H2_CLOSED_STREAMS_KEPT ids is forgotten (a ring: no iterator per close). */
+  /** Records how `id` closed; the oldest of H2_CLOSED_STREAMS_KEPT ids is forgotten. */
   private remember(id: number, how: ClosedHow): void {
-    const known = this.closedIds.size;
-    this.closedIds.set(id, how);
-    if (this.closedIds.size === known) return; // already remembered: updated in place
+    const pos = this.closedPos;
+    this.closedRing[pos] = id;
+    this.closedHow[pos] = how;
+    this.closedPos = pos + 1 === H2_CLOSED_STREAMS_KEPT ? 0 : pos + 1;
+  }
+
+  /** How `id` closed (its newest record), or undefined when not among the ids remembered. */
+  private closedAs(id: number): ClosedHow | undefined {
     const ring = this.closedRing;
-    const old = ring[this.closedPos];
-    if (old !== 0) this.closedIds.delete(old);
-    ring[this.closedPos] = id;
-    this.closedPos = (this.closedPos + 1) % ring.length;
+    const n = H2_CLOSED_STREAMS_KEPT;
+    for (let k = 1, i = this.closedPos; k <= n; k++) {
+      i = i === 0 ? n - 1 : i - 1;
+      if (ring[i] === id) return this.closedHow[i] as ClosedHow;
+    }
+    return undefined;
   }
 
   private closeStream(s: H2Stream, how: ClosedHow): void {
