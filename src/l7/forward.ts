@@ -105,13 +105,12 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
     const head = copyWithout(req.raw, req.rawStart, req.rawEnd, req.rawDrop, conn.forwardedFields);
     return sendH1Head(ex, c.pool, target, req, head, () => pool.connectFailed(target));
   }
-  const fields = backendRequestFields(req.fields, ctx.client.address);
   const authority = req.authority === "" ? target.defaultAuthority : req.authority;
-  if (c) dispatch(ex, c, pool, target, req, authority, fields);
+  if (c) dispatch(ex, c, pool, target, req, authority, ctx.client.address);
   else {
     front.pauseRequest();
     pool.resolve(target).then(
-      (c2) => dispatch(ex, c2, pool, target, req, authority, fields),
+      (c2) => dispatch(ex, c2, pool, target, req, authority, ctx.client.address),
       (e: Error & { code?: string }) => {
         pool.connectFailed(target);
         ex.onError({ connect: true, code: e.code ?? "", message: e.message });
@@ -126,12 +125,13 @@ function answer(ex: Exchange, front: FrontSide, status: number, text: string): v
   front.fail(status, text);
 }
 
-function dispatch(ex: Exchange, c: Client, pool: BackendPool, target: BackendTarget, req: RequestIn, authority: string, fields: Fields): void {
+/** Sends the request to the chosen client; the backend's field list (req.fields filtered, plus ours) is built straight into the head's list. */
+function dispatch(ex: Exchange, c: Client, pool: BackendPool, target: BackendTarget, req: RequestIn, authority: string, clientIp: string): void {
   if (ex.finished) return;
   // An unreachable auto backend is probed again next time.
   const connectFailed = () => pool.connectFailed(target);
-  if (c.kind === "http1") sendH1(ex, c.pool, target, req, authority, fields, connectFailed);
-  else sendH2(ex, c.client, target, req, authority, fields, connectFailed);
+  if (c.kind === "http1") sendH1(ex, c.pool, target, req, authority, clientIp, connectFailed);
+  else sendH2(ex, c.client, target, req, authority, clientIp, connectFailed);
 }
 
 // ---------------------------------------------------------------- HTTP/1.1 backends
@@ -140,9 +140,8 @@ const BODY_501_CONNECT = "501 Not Implemented: CONNECT is not proxied\n";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-function sendH1(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, authority: string, fields: Fields, connectFailed: () => void): void {
-  const hf: Fields = ["host", authority];
-  for (let i = 0; i < fields.length; i++) hf.push(fields[i]!);
+function sendH1(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, connectFailed: () => void): void {
+  const hf = backendRequestFields(req.fields, clientIp, ["host", authority]);
   if (req.body === "length") hf.push("content-length", String(req.contentLength));
   else if (req.body !== "none") hf.push("transfer-encoding", "chunked");
   const head = serializeRequestHead(req.method, req.path, hf);
@@ -213,9 +212,8 @@ class H1Side implements ResponseSink, BackendStream {
 
 // ---------------------------------------------------------------- HTTP/2 backends
 
-function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, fields: Fields, connectFailed: () => void): void {
-  const f: Fields = [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path];
-  for (let i = 0; i < fields.length; i++) f.push(fields[i]!);
+function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, connectFailed: () => void): void {
+  const f = backendRequestFields(req.fields, clientIp, [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path]);
   if (req.body === "length") f.push("content-length", String(req.contentLength));
   client.stream(f, req.body === "none", (s, err) => {
     if (s === null) {

@@ -71,10 +71,10 @@ function connectionTokens(src: readonly string[]): string[] | null {
  * pseudo-headers, hop-by-hop headers (keeping `te: trailers`), every header
  * named in Connection and all client-sent forwarding headers, then appends
  * X-Forwarded-For and X-Real-IP = `clientIp` and X-Forwarded-Proto = https.
- * Host/:authority and body framing are the caller's.
+ * Host/:authority and body framing are the caller's. Appends to `out` (the
+ * caller's leading fields, e.g. pseudo-headers) and returns it.
  */
-export function backendRequestFields(src: readonly string[], clientIp: string): Fields {
-  const out: Fields = [];
+export function backendRequestFields(src: readonly string[], clientIp: string, out: Fields = []): Fields {
   const named = connectionTokens(src);
   let trailers = false;
   for (let i = 0; i < src.length; i += 2) {
