@@ -28,11 +28,11 @@ const BODY = new Uint8Array(100).fill(0x61);
 
 class Wire implements H2Transport {
   to: H2Session | null = null;
-  write(data: Uint8Array): number {
-    const copy = data.slice();
+  writeRange(data: Uint8Array, offset: number, length: number): number {
+    const copy = data.slice(offset, offset + length);
     const to = this.to!;
     queueMicrotask(() => to.receive(copy));
-    return data.length;
+    return length;
   }
   shutdown(): void {}
   terminate(): void {}

@@ -46,7 +46,7 @@ export class H2Front implements ProtocolFront, H2Transport {
 
   // ------------------------------------------------ H2Transport (the TLS socket)
 
-  write(data: Uint8Array, offset: number, length: number): number {
+  writeRange(data: Uint8Array, offset: number, length: number): number {
     return this.conn.write(data, offset, length);
   }
   shutdown(): void {

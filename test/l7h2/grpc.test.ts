@@ -370,7 +370,7 @@ function startSessionBackend(): { port: number; stop(): void } {
     socket: {
       open(socket) {
         const session = new H2Session(
-          { write: (d, o, n) => socket.write(d, o, n), shutdown: () => socket.shutdown(), terminate: () => socket.terminate() },
+          { writeRange: (d, o, n) => socket.write(d, o, n), shutdown: () => socket.shutdown(), terminate: () => socket.terminate() },
           {
             role: "server",
             onStream(stream) {

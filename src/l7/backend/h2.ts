@@ -246,7 +246,7 @@ class H2Conn implements DialClient, H2Transport {
   }
 
   // H2Transport
-  write(data: Uint8Array, offset: number, length: number): number {
+  writeRange(data: Uint8Array, offset: number, length: number): number {
     return this.sock ? this.sock.write(data, offset, length) : -1;
   }
   shutdown(): void {

@@ -64,8 +64,13 @@ import { CLOSED, H2Stream, type ClosedHow, type StreamHost } from "./stream.ts";
  * closed. `shutdown` sends FIN after everything written; `terminate` resets.
  */
 export interface H2Transport {
-  /** Writes `data[offset, offset + length)`; returns bytes accepted (-1 when closed). */
-  write(data: Uint8Array, offset: number, length: number): number;
+  /**
+   * Writes `data[offset, offset + length)`; returns bytes accepted (-1 when
+   * closed). A range, not a view (see ARCHITECTURE.md on `subarray`); named
+   * apart from `write` so that a transport taking only `data` cannot
+   * implement it by mistake.
+   */
+  writeRange(data: Uint8Array, offset: number, length: number): number;
   shutdown(): void;
   terminate(): void;
 }
@@ -1164,7 +1169,7 @@ export class H2Session implements StreamHost {
   private writeOut(): void {
     const len = this.out.len - this.outStart;
     if (len === 0) return;
-    const n = this.transport.write(this.out.buf, this.outStart, len);
+    const n = this.transport.writeRange(this.out.buf, this.outStart, len);
     if (n < 0) {
       this.out.reset();
       this.outStart = 0;

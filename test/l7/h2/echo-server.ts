@@ -40,7 +40,7 @@ export function startEchoServer(opts: EchoServerOptions = {}): EchoServer {
       open(socket: Socket<ConnData>) {
         const session = new H2Session(
           {
-            write: (d, o, n) => socket.write(d, o, n),
+            writeRange: (d, o, n) => socket.write(d, o, n),
             shutdown: () => socket.shutdown(),
             terminate: () => socket.terminate(),
           },

@@ -31,7 +31,7 @@ async function connectClient(port: number, tls: boolean): Promise<H2Session> {
       socket: {
         open(socket: Socket<Conn>) {
           session = new H2Session(
-            { write: (d, o, n) => socket.write(d, o, n), shutdown: () => socket.shutdown(), terminate: () => socket.terminate() },
+            { writeRange: (d, o, n) => socket.write(d, o, n), shutdown: () => socket.shutdown(), terminate: () => socket.terminate() },
             { role: "client" },
           );
           socket.data = { session };

@@ -37,7 +37,7 @@ export class MemoryTransport implements H2Transport {
   deliver: ((chunk: Uint8Array) => void) | null = null;
   onDrainable: (() => void) | null = null;
 
-  write(data: Uint8Array, offset = 0, length = data.length - offset): number {
+  writeRange(data: Uint8Array, offset: number, length: number): number {
     if (this.ended) return -1;
     this.writes++;
     const n = Math.min(length, this.budget);
