@@ -286,18 +286,27 @@ export interface DataFrame {
   flowLength: number;
 }
 
-export interface HeadersFrame {
-  /** Header block fragment, padding and priority removed. */
-  fragment: Uint8Array;
-  endStream: boolean;
-  endHeaders: boolean;
-  priority: Priority | null;
-  /**
-   * A stream error found in the frame (the priority names the stream itself,
-   * §5.3.1), else null. The block must still be assembled and decoded so the
-   * HPACK state stays in sync; the session then resets the stream.
-   */
-  streamError: H2Error | null;
+/** A parsed HEADERS frame: its header block fragment is `buf[start, end)` (padding and priority removed). */
+export class HeadersFrame {
+  constructor(
+    readonly buf: Uint8Array,
+    readonly start: number,
+    readonly end: number,
+    readonly endStream: boolean,
+    readonly endHeaders: boolean,
+    readonly priority: Priority | null,
+    /**
+     * A stream error found in the frame (the priority names the stream itself,
+     * §5.3.1), else null. The block must still be assembled and decoded so the
+     * HPACK state stays in sync; the session then resets the stream.
+     */
+    readonly streamError: H2Error | null,
+  ) {}
+
+  /** The fragment as a view (made on each call; the session decodes the range instead). */
+  get fragment(): Uint8Array {
+    return this.buf.subarray(this.start, this.end);
+  }
 }
 
 export interface SettingsFrame {
@@ -380,13 +389,7 @@ export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
     else priority = pr;
     start += 5;
   }
-  return {
-    fragment: f.buf.subarray(start, end),
-    endStream: (f.flags & H2_FLAG.END_STREAM) !== 0,
-    endHeaders: (f.flags & H2_FLAG.END_HEADERS) !== 0,
-    priority,
-    streamError: selfDependency,
-  };
+  return new HeadersFrame(f.buf, start, end, (f.flags & H2_FLAG.END_STREAM) !== 0, (f.flags & H2_FLAG.END_HEADERS) !== 0, priority, selfDependency);
 }
 
 /** PRIORITY (§6.3): stream 0 → PROTOCOL_ERROR; length ≠ 5 → stream FRAME_SIZE_ERROR; self-dependency → stream PROTOCOL_ERROR. */
@@ -514,9 +517,10 @@ export interface HeaderBlockLimits {
  * connection ENHANCE_YOUR_CALM: it cannot be dropped without decoding it
  * (the HPACK state would desynchronize), so the connection goes.
  *
- * The block returned is the HEADERS fragment itself when it carried
- * END_HEADERS (no copy), else the fragments joined in a buffer the
- * assembler reuses (one copy of each fragment).
+ * A HEADERS fragment that carried END_HEADERS is the whole block: begin()
+ * only checks its size and the caller decodes it where it lies (no copy, no
+ * view). Otherwise the fragments are joined in a buffer the assembler reuses
+ * (one copy of each fragment) and continue() returns the joined block.
  */
 export class HeaderBlockAssembler {
   private readonly maxBytes: number;
@@ -537,18 +541,19 @@ export class HeaderBlockAssembler {
   }
 
   /**
-   * Starts a block with the fragment of a parsed HEADERS/PUSH_PROMISE frame
-   * (call only when not active). Returns the whole block when `endHeaders`,
-   * else null (wait for CONTINUATION), or ENHANCE_YOUR_CALM when the
-   * fragment alone is too big.
+   * Starts a block with the fragment `buf[start, end)` of a parsed
+   * HEADERS/PUSH_PROMISE frame (call only when not active). Returns
+   * ENHANCE_YOUR_CALM when the fragment alone is too big, else null: with
+   * `endHeaders` the fragment is the whole block (decode it in place),
+   * otherwise it is kept and CONTINUATION frames are awaited (`active`).
    */
-  begin(streamId: number, fragment: Uint8Array, endHeaders: boolean): Uint8Array | H2Error | null {
-    if (fragment.length > this.maxBytes) return connError(H2_ERROR.ENHANCE_YOUR_CALM, "header_block_too_large");
-    if (endHeaders) return fragment;
+  begin(streamId: number, buf: Uint8Array, start: number, end: number, endHeaders: boolean): H2Error | null {
+    if (end - start > this.maxBytes) return connError(H2_ERROR.ENHANCE_YOUR_CALM, "header_block_too_large");
+    if (endHeaders) return null;
     this.streamId = streamId;
     this.continuations = 0;
     this.block.reset();
-    this.block.bytes(fragment);
+    this.block.copyFrom(buf, start, end);
     return null;
   }
 

@@ -294,16 +294,16 @@ export class HpackDecoder {
 
   /**
    * Decodes one complete header block (HEADERS/PUSH_PROMISE fragment plus
-   * its CONTINUATIONs, padding and priority removed). Returns the header
-   * list, or a connection COMPRESSION_ERROR. `block` is only read during the
-   * call; the strings returned are copies.
+   * its CONTINUATIONs, padding and priority removed): `block[start, end)`.
+   * Returns the header list, or a connection COMPRESSION_ERROR. `block` is
+   * only read during the call; the strings returned are copies.
    */
-  decode(block: Uint8Array): HeaderList | H2Error {
+  decode(block: Uint8Array, start = 0, end = block.length): HeaderList | H2Error {
     if (this.failed) return this.failed;
     this.src = block;
     this.srcBuf = null;
-    this.p = 0;
-    this.end = block.length;
+    this.p = start;
+    this.end = end;
     try {
       return this.decodeBlock();
     } catch (e) {
@@ -327,7 +327,7 @@ export class HpackDecoder {
     let updates = 0;
     let sawField = false;
 
-    if (this.pendingMin >= 0 && this.end > 0 && (src[0] & 0xe0) !== 0x20) throw new HpackFail("hpack_size_update_missing");
+    if (this.pendingMin >= 0 && this.end > this.p && (src[this.p] & 0xe0) !== 0x20) throw new HpackFail("hpack_size_update_missing");
 
     while (this.p < this.end) {
       const b = src[this.p];

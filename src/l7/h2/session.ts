@@ -518,7 +518,7 @@ export class H2Session implements StreamHost {
     if (this.assembler.active) {
       const block = this.assembler.continue(f);
       if (block === null || block instanceof H2Error) return block;
-      return this.onHeaderBlock(f.streamId, block);
+      return this.onHeaderBlock(f.streamId, block, 0, block.length);
     }
     if (!this.peerSettingsSeen && (f.type !== H2_FRAME.SETTINGS || (f.flags & H2_FLAG.ACK) !== 0)) {
       return connError(H2_ERROR.PROTOCOL_ERROR, "preface_without_settings");
@@ -599,17 +599,17 @@ export class H2Session implements StreamHost {
   private onHeaders(f: H2Frame): H2Error | null {
     const h = parseHeaders(f);
     if (h instanceof H2Error) return h;
-    const block = this.assembler.begin(f.streamId, h.fragment, h.endHeaders);
-    if (block instanceof H2Error) return block;
+    const e = this.assembler.begin(f.streamId, h.buf, h.start, h.end, h.endHeaders);
+    if (e !== null) return e;
     this.pendEndStream = h.endStream;
     this.pendError = h.streamError;
-    if (block === null) return null;
-    return this.onHeaderBlock(f.streamId, block);
+    if (!h.endHeaders) return null;
+    return this.onHeaderBlock(f.streamId, h.buf, h.start, h.end);
   }
 
-  /** A complete header block for stream `id`: always decoded first (§4.3: the HPACK state must follow every block). */
-  private onHeaderBlock(id: number, block: Uint8Array): H2Error | null {
-    const list = this.decoder.decode(block);
+  /** A complete header block `buf[start, end)` for stream `id`: always decoded first (§4.3: the HPACK state must follow every block). */
+  private onHeaderBlock(id: number, buf: Uint8Array, start: number, end: number): H2Error | null {
+    const list = this.decoder.decode(buf, start, end);
     if (list instanceof H2Error) return list;
     const endStream = this.pendEndStream;
     const frameErr = this.pendError;

@@ -236,6 +236,28 @@ describe("decoder errors are connection COMPRESSION_ERRORs", () => {
   });
 });
 
+describe("decoding a range of a larger buffer (the session decodes blocks where they lie in the read chunk)", () => {
+  test("only block[start, end) is read: the bytes around it change nothing", () => {
+    const fields = [":method", "GET", ":path", "/a?b=1", "x-long-value", "v".repeat(300), "accept", "text/html"];
+    const w = new ByteWriter();
+    new HpackEncoder({ huffman: "never" }).encode(fields, w);
+    const block = w.toBytes();
+    const framed = new Uint8Array(block.length + 16).fill(0x82); // 0x82 = an indexed field, if it were read
+    framed.set(block, 9);
+    expect(ok(new HpackDecoder().decode(framed, 9, 9 + block.length)).fields).toEqual(fields);
+    expect(ok(new HpackDecoder().decode(framed, 9, 9)).fields).toEqual([]);
+  });
+
+  test("the size update owed after we lower the setting is looked for at the range's start", () => {
+    const d = new HpackDecoder();
+    d.setMaxTableSize(0);
+    expect(fail(d.decode(hex("20 82 82"), 1, 3)).reason).toBe("hpack_size_update_missing");
+    const d2 = new HpackDecoder();
+    d2.setMaxTableSize(0);
+    expect(ok(d2.decode(hex("82 20 82"), 1, 3)).fields).toEqual([":method", "GET"]);
+  });
+});
+
 describe("header list cap", () => {
   test("a list over the cap is reported as overflow with no fields, and the table stays in sync", () => {
     const d = new HpackDecoder({ maxHeaderListBytes: 100 });
