@@ -44,6 +44,8 @@ export interface ResponseHead {
 export interface RequestCheckOptions {
   /** We advertised SETTINGS_ENABLE_CONNECT_PROTOCOL=1 (RFC 8441): accept :protocol on CONNECT. */
   extendedConnect?: boolean;
+  /** The names and values already passed the character checks (HeaderList.checked): skip them. */
+  checked?: boolean;
 }
 
 // RFC 9110 tchar, lower-case only: "!#$%&'*+-.^_`|~", digits, a–z.
@@ -79,14 +81,20 @@ export function isValidFieldValue(value: string): boolean {
   return true;
 }
 
-/** Checks of §8.2 shared by requests, responses and trailers from `start` on; tracks content-length. */
-function checkRegular(fields: readonly string[], start: number, cl: { value: number }): H2Error | null {
+/**
+ * Checks of §8.2 shared by requests, responses and trailers from `start` on;
+ * tracks content-length. `checked`: names and values already passed the
+ * character checks (HeaderList.checked).
+ */
+function checkRegular(fields: readonly string[], start: number, cl: { value: number }, checked: boolean): H2Error | null {
   for (let i = start; i < fields.length; i += 2) {
     const name = fields[i];
     const value = fields[i + 1];
     if (name.charCodeAt(0) === 0x3a) return malformed("pseudo_header_after_regular");
-    if (!isValidFieldName(name)) return malformed(hasUpper(name) ? "uppercase_field_name" : "bad_field_name");
-    if (!isValidFieldValue(value)) return malformed("bad_field_value");
+    if (!checked) {
+      if (!isValidFieldName(name)) return malformed(hasUpper(name) ? "uppercase_field_name" : "bad_field_name");
+      if (!isValidFieldValue(value)) return malformed("bad_field_value");
+    }
     if (CONNECTION_SPECIFIC.has(name)) return malformed("connection_specific_field");
     if (name === "te" && value.toLowerCase() !== "trailers") return malformed("te_not_trailers");
     if (name === "content-length") {
@@ -130,6 +138,7 @@ export function parseContentLength(value: string): number {
  * carry userinfo, and a host field must name the same authority.
  */
 export function validateRequestHeaders(fields: readonly string[], opts: RequestCheckOptions = {}): RequestHead | H2Error {
+  const checked = opts.checked === true;
   let method: string | null = null;
   let scheme: string | null = null;
   let authority: string | null = null;
@@ -140,7 +149,7 @@ export function validateRequestHeaders(fields: readonly string[], opts: RequestC
     const name = fields[i];
     if (name.charCodeAt(0) !== 0x3a) break;
     const value = fields[i + 1];
-    if (!isValidFieldValue(value)) return malformed("bad_field_value");
+    if (!checked && !isValidFieldValue(value)) return malformed("bad_field_value");
     switch (name) {
       case ":method":
         if (method !== null) return malformed("duplicate_pseudo_header");
@@ -171,7 +180,7 @@ export function validateRequestHeaders(fields: readonly string[], opts: RequestC
   }
   const regularStart = i;
   const cl = { value: -1 };
-  const bad = checkRegular(fields, regularStart, cl);
+  const bad = checkRegular(fields, regularStart, cl, checked);
   if (bad) return bad;
 
   if (method === null) return malformed("missing_method");
@@ -204,7 +213,7 @@ export function validateRequestHeaders(fields: readonly string[], opts: RequestC
  * digits in 100..599 other than 101 (§8.6: no Upgrade in HTTP/2), no
  * request pseudo-headers, then the regular-field checks.
  */
-export function validateResponseHeaders(fields: readonly string[]): ResponseHead | H2Error {
+export function validateResponseHeaders(fields: readonly string[], checked = false): ResponseHead | H2Error {
   let status = -1;
   let i = 0;
   for (; i < fields.length; i += 2) {
@@ -218,7 +227,7 @@ export function validateResponseHeaders(fields: readonly string[]): ResponseHead
   }
   if (status === -1) return malformed("missing_status");
   const cl = { value: -1 };
-  const bad = checkRegular(fields, i, cl);
+  const bad = checkRegular(fields, i, cl, checked);
   if (bad) return bad;
   return { status, contentLength: cl.value, regularStart: i };
 }
@@ -226,11 +235,11 @@ export function validateResponseHeaders(fields: readonly string[]): ResponseHead
 const REQUEST_PSEUDO = new Set([":method", ":scheme", ":authority", ":path", ":protocol"]);
 
 /** Checks a trailer list (§8.1): no pseudo-headers at all, then the regular-field checks. Null when valid. */
-export function validateTrailers(fields: readonly string[]): H2Error | null {
+export function validateTrailers(fields: readonly string[], checked = false): H2Error | null {
   for (let i = 0; i < fields.length; i += 2) {
     if (fields[i].charCodeAt(0) === 0x3a) return malformed("pseudo_header_in_trailers");
   }
-  return checkRegular(fields, 0, { value: -1 });
+  return checkRegular(fields, 0, { value: -1 }, checked);
 }
 
 /** RFC 9110 token (method names keep their case). */

@@ -28,6 +28,7 @@
 
 import { asBuffer, ByteWriter, latin1 } from "./bytes.ts";
 import { connError, H2_ERROR, H2Error } from "./errors.ts";
+import { isValidFieldName, isValidFieldValue } from "./headers.ts";
 import { huffmanDecode, huffmanEncode, huffmanLength } from "./huffman.ts";
 import { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
 
@@ -217,6 +218,15 @@ export interface HeaderList {
    * An intermediary must forward them the same way: pass this to HpackEncoder.encode.
    */
   neverIndexed: string[] | null;
+  /**
+   * Every name is a pseudo-header name or a valid lower-case field name and
+   * every value a valid field value (RFC 9113 §8.2.1): checked as literals
+   * were decoded, and true of every table entry — the static table's, and the
+   * dynamic table's unless the peer ever inserted one that was not (then
+   * false for the rest of the connection). The §8.2 validators skip those
+   * character checks when set; everything else they still check.
+   */
+  checked: boolean;
 }
 
 export interface HpackDecoderOptions {
@@ -243,6 +253,8 @@ export class HpackDecoder {
   private pendingMin = -1;
   private readonly maxListBytes: number;
   private failed: H2Error | null = null;
+  /** No entry that fails the §8.2.1 character checks was ever inserted (see HeaderList.checked). */
+  private tableChecked = true;
 
   // Per-call cursor; fields so that the small readers below need no tuples.
   private src: Uint8Array = new Uint8Array(0);
@@ -326,6 +338,7 @@ export class HpackDecoder {
     let neverIndexed: string[] | null = null;
     let updates = 0;
     let sawField = false;
+    let checked = true;
 
     if (this.pendingMin >= 0 && this.end > this.p && (src[this.p] & 0xe0) !== 0x20) throw new HpackFail("hpack_size_update_missing");
 
@@ -373,6 +386,7 @@ export class HpackDecoder {
         if (index === 0) {
           name = this.readString(keep);
           nameLen = this.strLen;
+          if (keep && name.charCodeAt(0) !== 0x3a && !isValidFieldName(name)) checked = false;
         } else if (index <= STATIC_COUNT) {
           name = STATIC_TABLE[index - 1][0];
           nameLen = name.length;
@@ -384,7 +398,11 @@ export class HpackDecoder {
         }
         value = this.readString(keep);
         valueLen = this.strLen;
-        if (indexing) table.add(name, value);
+        if (keep && !isValidFieldValue(value)) checked = false;
+        if (indexing) {
+          table.add(name, value);
+          if (!checked) this.tableChecked = false;
+        }
       }
 
       sawField = true;
@@ -399,7 +417,7 @@ export class HpackDecoder {
       fields.push(name, value);
       if (never) (neverIndexed ??= []).push(name);
     }
-    return { fields, bytes, overflow, neverIndexed };
+    return { fields, bytes, overflow, neverIndexed, checked: checked && this.tableChecked };
   }
 
   /** Reads an integer with an N-bit prefix at the cursor (§5.1). */

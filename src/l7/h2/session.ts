@@ -50,7 +50,7 @@ import {
   writeWindowUpdate,
   type H2Frame,
 } from "./frame.ts";
-import { validateRequestHeaders, validateResponseHeaders, validateTrailers } from "./headers.ts";
+import { validateRequestHeaders, validateResponseHeaders, validateTrailers, type RequestCheckOptions } from "./headers.ts";
 import { H2_MAX_HEADER_LIST_BYTES, HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.ts";
 import { InboundWindow } from "./flow.ts";
 import { H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS, H2_CLOSED_STREAMS_KEPT, H2_CONNECTION_WINDOW_BYTES, H2_GLITCH_BURST, H2_GLITCH_REFILL_PER_SECOND, H2_GOAWAY_PING_TIMEOUT_MS, H2_MAX_CONCURRENT_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_MAX_REFUSED_STREAMS, H2_OUTPUT_BATCH_BYTES, H2_RAPID_RESET_BURST, H2_RAPID_RESET_REFILL_PER_SECOND, H2_SEND_STALL_TIMEOUT_MS, H2_SETTINGS_TIMEOUT_MS, H2_SMALL_WINDOW_UPDATE_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
@@ -646,7 +646,7 @@ export class H2Session implements StreamHost {
       this.remember(id, CLOSED.RESET_BY_US);
       return this.glitch("header_list_overflow");
     }
-    const head = validateRequestHeaders(list.fields);
+    const head = validateRequestHeaders(list.fields, list.checked ? CHECKED : UNCHECKED);
     if (head instanceof H2Error) return this.refuseNew(id, head.code, "stream_error");
     if (endStream && head.contentLength > 0) return this.refuseNew(id, H2_ERROR.PROTOCOL_ERROR, "stream_error");
     if (this.peerStreams >= this.maxConcurrent) {
@@ -690,7 +690,7 @@ export class H2Session implements StreamHost {
       this.stats.headerListOverflows++;
       return streamError(H2_ERROR.CANCEL, "response_header_list_overflow");
     }
-    const head = validateResponseHeaders(list.fields);
+    const head = validateResponseHeaders(list.fields, list.checked);
     if (head instanceof H2Error) return head;
     if (head.status < 200) {
       if (endStream) return streamError(H2_ERROR.PROTOCOL_ERROR, "informational_with_end_stream");
@@ -717,7 +717,7 @@ export class H2Session implements StreamHost {
       this.stats.headerListOverflows++;
       return streamError(H2_ERROR.PROTOCOL_ERROR, "trailers_too_large");
     }
-    const bad = validateTrailers(list.fields);
+    const bad = validateTrailers(list.fields, list.checked);
     if (bad) return bad;
     if (s.contentLength >= 0 && s.received !== s.contentLength) return streamError(H2_ERROR.PROTOCOL_ERROR, "content_length_mismatch");
     this.endRemote(s, list.fields);
@@ -1192,6 +1192,9 @@ export class H2Session implements StreamHost {
 }
 
 const EMPTY_FIELDS: string[] = [];
+/** validateRequestHeaders options for a list whose characters the decoder checked, or did not. */
+const CHECKED: RequestCheckOptions = { checked: true };
+const UNCHECKED: RequestCheckOptions = {};
 
 function clampWindow(n: number): number {
   return Math.min(Math.max(n, H2_DEFAULT_INITIAL_WINDOW_SIZE), H2_MAX_WINDOW_SIZE);

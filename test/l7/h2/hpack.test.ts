@@ -258,6 +258,37 @@ describe("decoding a range of a larger buffer (the session decodes blocks where 
   });
 });
 
+describe("HeaderList.checked: the §8.2.1 character checks done while decoding", () => {
+  const block = (enc: HpackEncoder, fields: string[]) => {
+    const w = new ByteWriter();
+    enc.encode(fields, w);
+    return w.toBytes();
+  };
+  test("clean literals and table entries: checked; a bad name or value in a literal: not", () => {
+    const enc = new HpackEncoder();
+    const d = new HpackDecoder();
+    expect(ok(d.decode(block(enc, [":method", "GET", ":path", "/", "x-a", "1"]))).checked).toBe(true);
+    expect(ok(d.decode(block(enc, [":method", "GET", ":path", "/", "x-a", "1"]))).checked).toBe(true); // now indexed
+    const neverIndexed = (f: string[]) => {
+      const w = new ByteWriter();
+      enc.encode(f, w, [f[0]]);
+      return w.toBytes();
+    };
+    expect(ok(d.decode(neverIndexed(["X-Upper", "1"]))).checked).toBe(false);
+    expect(ok(d.decode(neverIndexed(["x-sp", " lead"]))).checked).toBe(false);
+    expect(ok(d.decode(neverIndexed(["x-lf", "a\nb"]))).checked).toBe(false);
+    // Not inserted into the table: later clean lists are still checked.
+    expect(ok(d.decode(block(enc, [":method", "GET", "x-b", "2"]))).checked).toBe(true);
+  });
+  test("once a bad entry is in the dynamic table, no list is checked any more (an index may name it)", () => {
+    const enc = new HpackEncoder();
+    const d = new HpackDecoder();
+    expect(ok(d.decode(block(enc, ["x-bad", "a\u0000b"]))).checked).toBe(false);
+    expect(ok(d.decode(block(enc, ["x-bad", "a\u0000b"]))).checked).toBe(false); // a bare index this time
+    expect(ok(d.decode(block(enc, [":method", "GET"]))).checked).toBe(false);
+  });
+});
+
 describe("header list cap", () => {
   test("a list over the cap is reported as overflow with no fields, and the table stays in sync", () => {
     const d = new HpackDecoder({ maxHeaderListBytes: 100 });

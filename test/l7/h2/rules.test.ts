@@ -195,6 +195,16 @@ describe("HEADERS, CONTINUATION, PRIORITY (§6.2, §6.3, §6.10)", () => {
     expect(peer.resets(1)).toEqual([H2_ERROR.PROTOCOL_ERROR]);
     expect(streams.length).toBe(0);
   });
+  test("a bad value the peer put in the HPACK table is refused again when only its index is sent", () => {
+    // The decoder checks characters as literals arrive and trusts table entries only while none was bad.
+    const { peer, streams } = server();
+    peer.send(peer.headers(1, [...GET, "x-bad", "a\u0000b"], true)); // literal, indexed by the encoder
+    peer.send(peer.headers(3, [...GET, "x-bad", "a\u0000b"], true)); // now a bare index into the dynamic table
+    peer.send(peer.headers(5, [...GET, "x-good", "1"], true));
+    expect(peer.resets(1)).toEqual([H2_ERROR.PROTOCOL_ERROR]);
+    expect(peer.resets(3)).toEqual([H2_ERROR.PROTOCOL_ERROR]);
+    expect(streams.map((s) => s.id)).toEqual([5]);
+  });
   test("trailers without END_STREAM: stream PROTOCOL_ERROR; trailers with a pseudo-header: PROTOCOL_ERROR", () => {
     const a = server();
     a.peer.send(a.peer.headers(1, POST, false));
