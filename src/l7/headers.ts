@@ -57,7 +57,10 @@ function connectionTokens(src: readonly string[]): string[] | null {
   let out: string[] | null = null;
   for (let i = 0; i < src.length; i += 2) {
     if (src[i] !== "connection") continue;
-    for (const t of src[i + 1]!.split(",")) {
+    const v = src[i + 1]!;
+    // What nearly every HTTP/1.1 backend sends names nothing: no split, no allocation.
+    if (v === "keep-alive" || v === "close" || v === "Keep-Alive" || v === "Close") continue;
+    for (const t of v.split(",")) {
       const n = t.trim().toLowerCase();
       if (n === "" || n === "close" || n === "keep-alive") continue;
       (out ??= []).push(n);
