@@ -134,10 +134,15 @@ describe("request heads", () => {
   });
 });
 
+/** The response the client gets when the backend answers `reply` (one write) to `request` (default GET /). */
+function answeredWith(reply: string, request = `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`): Promise<string> {
+  be.replies.push([reply]);
+  return exchange(h.port, request);
+}
+
 describe("response heads", () => {
   test("a clean response passes byte for byte (reason phrase and case kept); hop-by-hop lines are cut", async () => {
-    be.replies.push(["HTTP/1.1 200 Fine Thanks\r\nServer: Scripted\r\nConnection: keep-alive\r\nX-Mixed: A b\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello"]);
-    const res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    const res = await answeredWith("HTTP/1.1 200 Fine Thanks\r\nServer: Scripted\r\nConnection: keep-alive\r\nX-Mixed: A b\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello");
     expect(res).toBe("HTTP/1.1 200 Fine Thanks\r\nServer: Scripted\r\nX-Mixed: A b\r\nContent-Length: 5\r\n\r\nhello");
   });
 
@@ -150,37 +155,30 @@ describe("response heads", () => {
   });
 
   test("whitespace before a colon, Connection naming a field, chunked bodies and HTTP/1.0 backends are rebuilt", async () => {
-    be.replies.push(["HTTP/1.1 200 OK\r\nX-Space : v\r\nContent-Length: 1\r\n\r\na"]);
-    let res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    let res = await answeredWith("HTTP/1.1 200 OK\r\nX-Space : v\r\nContent-Length: 1\r\n\r\na");
     expect(res).toContain("\r\nx-space: v\r\n");
 
-    be.replies.push(["HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-Keep: 2\r\nContent-Length: 1\r\n\r\na"]);
-    res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    res = await answeredWith("HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-Keep: 2\r\nContent-Length: 1\r\n\r\na");
     expect(res.toLowerCase()).not.toContain("x-hop");
     expect(res).toContain("x-keep: 2\r\n");
 
-    be.replies.push(["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"]);
-    res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    res = await answeredWith("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
     expect(res).toContain("transfer-encoding: chunked\r\n");
     expect(res).toEndWith("3\r\nabc\r\n0\r\n\r\n");
 
-    be.replies.push(["HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na"]);
-    res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    res = await answeredWith("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na");
     expect(res).toStartWith("HTTP/1.1 200 OK\r\ncontent-length: 1\r\n");
   });
 
   test("a client asking to close gets a rebuilt head with Connection: close", async () => {
-    be.replies.push(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"]);
-    const res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`);
+    const res = await answeredWith("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", `GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`);
     expect(res).toBe("HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: close\r\n\r\na");
   });
 
   test("HEAD and 304 keep the backend's Content-Length and send no body", async () => {
-    be.replies.push(["HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n"]);
-    let res = await exchange(h.port, `HEAD / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    let res = await answeredWith("HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", `HEAD / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
     expect(res).toBe("HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n");
-    be.replies.push(["HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"]);
-    res = await exchange(h.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    res = await answeredWith("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n");
     expect(res).toBe("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n");
   });
 });
