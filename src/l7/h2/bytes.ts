@@ -4,6 +4,7 @@
  * allocates nothing. Hot loops write `buf[len++]` directly after `ensure(n)`.
  */
 import { H2_WRITER_INITIAL_BYTES, H2_WRITER_RETAIN_BYTES } from "../../limits.ts";
+import { copyRange } from "../h1/bytes.ts";
 
 export { H2_WRITER_INITIAL_BYTES, H2_WRITER_RETAIN_BYTES };
 
@@ -82,23 +83,11 @@ export class ByteWriter {
     this.len += src.length;
   }
 
-  /** Appends `src[start, end)` without making a view of it (see copyRange). */
+  /** Appends `src[start, end)` without making a view of it (copyRange: about 30 ns against 95 for `set(subarray(…))`). */
   copyFrom(src: Uint8Array, start: number, end: number): void {
     this.ensure(end - start);
     this.len += copyRange(src, start, end, this.buf, this.len);
   }
-}
-
-const bufferCopy = Buffer.prototype.copy;
-
-/**
- * Copies `src[start, end)` to `dst` at `at`; returns the bytes copied.
- * Buffer#copy takes offsets, so no view is made: about 30 ns against 95 for
- * `dst.set(src.subarray(…))` under JSC, where a typed-array view is not free.
- * It accepts any Uint8Array as `this` and target.
- */
-export function copyRange(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number): number {
-  return bufferCopy.call(src, dst, at, start, end);
 }
 
 interface Latin1Slicer {

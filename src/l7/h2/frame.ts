@@ -336,9 +336,14 @@ export interface PushPromiseFrame {
 const protocolError = (reason: string) => connError(H2_ERROR.PROTOCOL_ERROR, reason);
 const frameSizeError = (reason: string) => connError(H2_ERROR.FRAME_SIZE_ERROR, reason);
 
+/** Where a padded-or-not payload's content starts in `f.buf` (after the Pad Length octet when PADDED). */
+function contentStart(f: H2Frame): number {
+  return (f.flags & H2_FLAG.PADDED) === 0 ? f.start : f.start + 1;
+}
+
 /**
- * Removes padding (§6.1, §6.2). Returns the content's end in `f.buf` (its
- * start is `f.start + 1` when PADDED, else `f.start`), or the error.
+ * Removes padding (§6.1, §6.2). Returns the content's end in `f.buf` (it
+ * starts at contentStart(f)), or the error.
  */
 function unpaddedEnd(f: H2Frame): number | H2Error {
   const len = f.end - f.start;
@@ -362,7 +367,7 @@ export function parseData(f: H2Frame): DataFrame | H2Error {
   if (f.streamId === 0) return protocolError("data_on_stream_0");
   const end = unpaddedEnd(f);
   if (end instanceof H2Error) return end;
-  const start = (f.flags & H2_FLAG.PADDED) === 0 ? f.start : f.start + 1;
+  const start = contentStart(f);
   return {
     data: f.buf.subarray(start, end),
     endStream: (f.flags & H2_FLAG.END_STREAM) !== 0,
@@ -379,7 +384,7 @@ export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
   if (f.streamId === 0) return protocolError("headers_on_stream_0");
   const end = unpaddedEnd(f);
   if (end instanceof H2Error) return end;
-  let start = (f.flags & H2_FLAG.PADDED) === 0 ? f.start : f.start + 1;
+  let start = contentStart(f);
   let priority: Priority | null = null;
   let selfDependency: H2Error | null = null;
   if (f.flags & H2_FLAG.PRIORITY) {
@@ -446,7 +451,7 @@ export function parsePushPromise(f: H2Frame): PushPromiseFrame | H2Error {
   if (f.streamId === 0) return protocolError("push_promise_on_stream_0");
   const end = unpaddedEnd(f);
   if (end instanceof H2Error) return end;
-  const start = (f.flags & H2_FLAG.PADDED) === 0 ? f.start : f.start + 1;
+  const start = contentStart(f);
   if (end - start < 4) return frameSizeError("push_promise_too_short");
   return {
     promisedStreamId: readU32(f.buf, start) & 0x7fffffff,
