@@ -11,8 +11,7 @@ import { basename } from "node:path";
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { runCheck } from "./check.ts";
 import { loadConfig } from "./config/load.ts";
-import { CTL_NAME, ctlCommand, runCtl } from "./ctl/commands.ts";
-import { runStatus, statusArgs } from "./ctl/status.ts";
+import { CTL_NAME, statusArgs } from "./ctl/names.ts";
 import { ConfigError } from "./errors.ts";
 import { runServer } from "./server/run.ts";
 import { snapshot } from "./store/snapshot.ts";
@@ -38,6 +37,8 @@ const status = defineCommand({
   args: { ...configArg, ...statusArgs } as ArgsDef,
   async run({ args }) {
     const { config } = loadConfig(String(args.config));
+    // The admin client (and @grpc/grpc-js with it) is loaded only by the commands that use it.
+    const { runStatus } = await import("./ctl/status.ts");
     exitCode = await runStatus(config, {
       cacert: args.cacert as string | undefined,
       cert: args.cert as string | undefined,
@@ -78,14 +79,21 @@ const version = defineCommand({
 
 const main: CommandDef = defineCommand({
   meta: { name: "mc-proxy", version: VERSION, description: "TLS SNI router and edge proxy" },
-  subCommands: { server, status, snapshot: snapshotCmd, check, version, ctl: ctlCommand },
+  subCommands: { server, status, snapshot: snapshotCmd, check, version, ctl: () => import("./ctl/commands.ts").then((m) => m.ctlCommand) },
 });
 
-/** The deepest subcommand named by argv, for --help. */
-function resolve(argv: string[]): CommandDef {
-  const subs = main.subCommands as Record<string, CommandDef>;
+/** The deepest subcommand named by argv, for --help (`ctl` is loaded on demand). */
+async function resolve(argv: string[]): Promise<CommandDef> {
+  const subs = main.subCommands as Record<string, CommandDef | (() => Promise<CommandDef>)>;
   const first = argv.find((a) => !a.startsWith("-"));
-  return first && first in subs ? subs[first]! : main;
+  const sub = first && first in subs ? subs[first]! : main;
+  return typeof sub === "function" ? sub() : sub;
+}
+
+/** The admin client, loaded only when asked for (it brings @grpc/grpc-js; `server` must not pay for it). */
+async function runCtl(argv: string[], prog?: string): Promise<number> {
+  const ctl = await import("./ctl/commands.ts");
+  return ctl.runCtl(argv, prog);
 }
 
 const ANSI = /\x1b\[[0-9;]*m/g;
@@ -94,7 +102,7 @@ export async function runMain(argv: string[]): Promise<number> {
   // The admin client parses its own arguments (global flags anywhere, its own --help and exit codes).
   if (argv[0] === "ctl") return runCtl(argv.slice(1), "mc-proxy ctl");
   if (argv.length === 0 || argv.includes("--help") || argv.includes("-h")) {
-    const text = await renderUsage(resolve(argv));
+    const text = await renderUsage(await resolve(argv));
     process.stdout.write((process.stdout.isTTY ? text : text.replace(ANSI, "")) + "\n");
     return argv.length === 0 ? 2 : 0;
   }

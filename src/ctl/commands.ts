@@ -28,8 +28,8 @@ import { describeFailure, formatStatus, statusJson } from "./status.ts";
 
 export const DEFAULT_SOCKET = "/srv/mc-proxy/mc-proxy.sock";
 
-/** The name under which mc-proxy behaves as the admin client (a link named so, see src/main.ts). */
-export const CTL_NAME = "mcproxyctl";
+import { CTL_NAME } from "./names.ts";
+export { CTL_NAME };
 
 /** A command-line mistake: exit 2 with usage. */
 class UsageError extends Error {}

@@ -75,14 +75,7 @@ export function statusJson(st: GetStatusResponse, now: Date = new Date()): Json 
   };
 }
 
-/** Flags for `mc-proxy status` (citty arg definitions the lead's CLI can spread in). */
-export const statusArgs = {
-  cacert: { type: "string", description: "TCP admin: CA bundle for the server certificate (default: [grpc] tls_cert)" },
-  cert: { type: "string", description: "TCP admin with client_ca: client certificate (PEM)" },
-  key: { type: "string", description: "TCP admin with client_ca: client key (PEM)" },
-  "server-name": { type: "string", description: "TCP admin: name to verify in the server certificate" },
-  json: { type: "boolean", description: "print one JSON document" },
-} as const;
+export { statusArgs } from "./names.ts";
 
 /** Where runStatus writes (tests capture it). */
 export interface StatusIO {

@@ -8,7 +8,7 @@
 import { loadConfig } from "../config/load.ts";
 import { proxyUntrustedWarning } from "../config/validate.ts";
 import type { Config } from "../config/types.ts";
-import { startAdminServer, type AdminServer } from "../admin/server.ts";
+import type { AdminServer } from "../admin/server.ts";
 import { Firewall } from "../firewall/firewall.ts";
 import { log, setLogLevel } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
@@ -135,6 +135,9 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   let metricsSrv: { close(): Promise<void>; port: number } | null = null;
   try {
     if (config.grpc) {
+      // Loaded only when configured: @grpc/grpc-js and the node:http2 it starts cost ~13 MiB of
+      // RSS and ~5,000 live functions, which also sets the JS heap's growth limit (ARCHITECTURE.md, "Memory").
+      const { startAdminServer } = await import("../admin/server.ts");
       admin = await startAdminServer(config.grpc, {
         state,
         status: () => ({
