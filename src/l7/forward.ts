@@ -251,8 +251,8 @@ class H2Side implements BackendStream {
   }
 
   write(chunk: Uint8Array): boolean {
-    // A copy: the session may queue the chunk, which is only valid during this call.
-    return this.s.write(chunk.slice());
+    // Borrowed: the stream writes it out at once or copies what it queues.
+    return this.s.write(chunk);
   }
   end(trailers: Fields | null): void {
     this.s.end(trailers && trailers.length ? trailers : null);

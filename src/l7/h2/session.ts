@@ -195,6 +195,10 @@ export class H2Session implements StreamHost {
   private outStart = 0;
   /** The last write was partial: wait for drained(). */
   private blocked = false;
+  /** The DATA frame sendDataNow wrote last: its stream, the offset of its flags octet in `out`, and out.len right after it (-1: none). */
+  private lastDataId = 0;
+  private lastDataFlagsAt = 0;
+  private lastDataEnd = -1;
   private flushing = false;
   private flushAgain = false;
   private flushScheduled = false;
@@ -461,6 +465,34 @@ export class H2Session implements StreamHost {
       this.onLocalEnd(s);
     }
     this.scheduleFlush();
+  }
+
+  sendDataNow(s: H2Stream, chunk: Uint8Array): boolean {
+    const n = chunk.length;
+    const out = this.out;
+    if (this.blocked || this.state === S_CLOSED || s.inSendList) return false;
+    if (n > s.sendWindow || n > this.sendConnWindow || n > this.peerMaxFrameSize) return false;
+    if (out.len - this.outStart >= H2_OUTPUT_BATCH_BYTES) return false;
+    const at = out.len;
+    writeFrameHeader(out, n, H2_FRAME.DATA, 0, s.id);
+    out.copyFrom(chunk, 0, n);
+    s.sendWindow -= n;
+    this.sendConnWindow -= n;
+    this.stalledSince = -1;
+    this.lastDataId = s.id;
+    this.lastDataFlagsAt = at + 4;
+    this.lastDataEnd = out.len;
+    this.scheduleFlush();
+    return true;
+  }
+
+  endOnLastData(s: H2Stream): boolean {
+    if (this.lastDataId !== s.id || this.out.len !== this.lastDataEnd || this.lastDataFlagsAt < this.outStart) return false;
+    this.out.buf[this.lastDataFlagsAt] |= H2_FLAG.END_STREAM;
+    this.lastDataEnd = -1;
+    this.onLocalEnd(s);
+    this.scheduleFlush();
+    return true;
   }
 
   sendQueued(s: H2Stream): void {
@@ -1169,6 +1201,7 @@ export class H2Session implements StreamHost {
   private writeOut(): void {
     const len = this.out.len - this.outStart;
     if (len === 0) return;
+    this.lastDataEnd = -1; // what is handed to the transport is not edited any more
     const n = this.transport.writeRange(this.out.buf, this.outStart, len);
     if (n < 0) {
       this.out.reset();

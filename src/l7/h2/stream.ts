@@ -21,6 +21,10 @@ export interface StreamHost {
   readonly sendBufferBytes: number;
   sendHeaders(s: H2Stream, fields: readonly string[], status: number, endStream: boolean, neverIndex: readonly string[] | null): void;
   sendQueued(s: H2Stream): void;
+  /** Writes `chunk` (borrowed) as one DATA frame now if nothing is queued ahead of it and the windows allow; false = queue it. */
+  sendDataNow(s: H2Stream, chunk: Uint8Array): boolean;
+  /** Sets END_STREAM on this stream's DATA frame if it is still the last unsent frame; false = send END_STREAM the usual way. */
+  endOnLastData(s: H2Stream): boolean;
   sendReset(s: H2Stream, code: number, reason: string): void;
   sendCredit(s: H2Stream, n: number): void;
 }
@@ -157,17 +161,19 @@ export class H2Stream {
   }
 
   /**
-   * Queues body bytes (kept by reference: do not reuse `chunk`); server role:
-   * after respond(), else it throws. Returns false
-   * when the caller should pause until onWritable: the queue holds at least
-   * H2_STREAM_SEND_BUFFER_BYTES. Also false, with the bytes dropped, once the
-   * stream is closed or ended (onReset/onEnd already told the caller).
+   * Sends body bytes; server role: after respond(), else it throws. `chunk`
+   * is borrowed (read during the call only): with nothing queued ahead and
+   * the windows open it goes into the session's output as one DATA frame at
+   * once, else a copy is queued. Returns false when the caller should pause
+   * until onWritable: the queue holds at least H2_STREAM_SEND_BUFFER_BYTES.
+   * Also false, with the bytes dropped, once the stream is closed or ended
+   * (onReset/onEnd already told the caller).
    */
   write(chunk: Uint8Array): boolean {
     if (this.closed || this.endQueued) return false;
     if (!this.headSent) throw new Error(`h2 stream ${this.id}: write() before respond()`);
-    if (chunk.length > 0) {
-      this.queue.push(chunk);
+    if (chunk.length > 0 && !(this.queued === 0 && this.host.sendDataNow(this, chunk))) {
+      this.queue.push(chunk.slice());
       this.queued += chunk.length;
       this.host.sendQueued(this);
     }
@@ -182,6 +188,8 @@ export class H2Stream {
     if (!this.headSent) throw new Error(`h2 stream ${this.id}: end() before respond()`);
     this.endQueued = true;
     this.trailers = trailers !== null && trailers.length > 0 ? trailers : null;
+    // A response whose last DATA frame has not left yet ends on that frame (no empty DATA frame after it).
+    if (this.queued === 0 && this.trailers === null && this.host.endOnLastData(this)) return;
     this.host.sendQueued(this);
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { H2_ERROR } from "../../../src/l7/h2/errors.ts";
 import { H2_FRAME, H2_SETTING } from "../../../src/l7/h2/frame.ts";
-import { H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_SEND_BUFFER_MIN_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
+import { H2_OUTPUT_BATCH_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_SEND_BUFFER_MIN_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
 import type { H2Stream } from "../../../src/l7/h2/stream.ts";
 import { GET, POST, pair, RawPeer, settle } from "./wire.ts";
 
@@ -274,6 +274,65 @@ describe("flow control and backpressure", () => {
     expect(held).toBe(H2_STREAM_WINDOW_BYTES);
   });
 
+  test("a body written with open windows leaves as it was passed (borrowed), and end() puts END_STREAM on its DATA frame", async () => {
+    const peer = new RawPeer("server", {
+      onStream(s) {
+        s.respond(200, ["content-length", "10"]);
+        const chunk = enc("0123456789");
+        s.write(chunk);
+        chunk.fill(0x21); // the caller may reuse its buffer at once: the bytes were taken during the call
+        s.end();
+      },
+    });
+    peer.handshake();
+    peer.send(peer.headers(1, GET, true));
+    await peer.flushed();
+    const frames = peer.frames.filter((f) => f.streamId === 1);
+    expect(frames.map((f) => f.type)).toEqual([H2_FRAME.HEADERS, H2_FRAME.DATA]); // no empty DATA frame for END_STREAM
+    expect(frames[1]!.flags & 0x1).toBe(0x1);
+    expect(peer.dataOn(1)).toBe("0123456789");
+  });
+
+  test("a borrowed chunk that must wait for the window is copied, and END_STREAM follows the queue", async () => {
+    const peer = new RawPeer("server", {
+      onStream(s) {
+        s.respond(200, []);
+        const chunk = enc("abcdefghij");
+        s.write(chunk); // stream window 4: queued
+        chunk.fill(0x21);
+        s.end();
+      },
+    });
+    peer.handshake([H2_SETTING.INITIAL_WINDOW_SIZE, 4]);
+    peer.send(peer.headers(1, GET, true));
+    await peer.flushed();
+    expect(peer.dataOn(1)).toBe("abcd");
+    peer.send(RawPeer.windowUpdate(1, 100));
+    await peer.flushed();
+    expect(peer.dataOn(1)).toBe("abcdefghij");
+    const data = peer.frames.filter((f) => f.streamId === 1 && f.type === H2_FRAME.DATA);
+    expect(data.at(-1)!.flags & 0x1).toBe(0x1);
+  });
+
+  test("END_STREAM is not set on a DATA frame that already left: an empty DATA frame ends the stream", async () => {
+    let stream: H2Stream | null = null;
+    const peer = new RawPeer("server", {
+      onStream(s) {
+        stream = s;
+        s.respond(200, []);
+        s.write(enc("first"));
+      },
+    });
+    peer.handshake();
+    peer.send(peer.headers(1, GET, true));
+    await peer.flushed(); // HEADERS and DATA written to the transport
+    stream!.end();
+    await peer.flushed();
+    const data = peer.frames.filter((f) => f.streamId === 1 && f.type === H2_FRAME.DATA);
+    expect(data.map((f) => [f.length, f.flags & 0x1])).toEqual([[5, 0], [0, 1]]);
+    expect(peer.dataOn(1)).toBe("first");
+  });
+
   test("a peer that never opens its window costs one bounded queue per stream, and stalls into GOAWAY", async () => {
     const peer = new RawPeer("server", {
       onStream(s) {
@@ -351,7 +410,8 @@ describe("flow control and backpressure", () => {
     const chunk = new Uint8Array(4096);
     while (s.write(chunk)) accepted += chunk.length;
     await settle();
-    expect(accepted).toBeLessThan(H2_STREAM_SEND_BUFFER_BYTES);
+    // What went into the session's output at once (up to a batch) plus what the stream queued.
+    expect(accepted).toBeLessThan(H2_OUTPUT_BATCH_BYTES + H2_STREAM_SEND_BUFFER_BYTES);
     s.onWritable = () => {
       while (s.write(chunk)) accepted += chunk.length;
     };
