@@ -168,6 +168,14 @@ export const H2_MAX_CONTINUATION_FRAMES = 8;
 export const H2_MAX_CONTENT_LENGTH_DIGITS = 15;
 /** Largest dynamic table we advertise or use, per direction: each costs up to this much memory per connection. */
 export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
+/**
+ * HPACK decoder: literal values after a static-table name are remembered per
+ * name (one per static index) when their encoded form is at most this long,
+ * so a peer that repeats a value without indexing it (nginx sends every
+ * response head as literals) costs a byte compare, not a decode. Bounds the
+ * cache at 61 × this per connection.
+ */
+export const H2_HPACK_LITERAL_CACHE_BYTES = 64;
 /** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
 export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 

@@ -4,7 +4,8 @@
  *    arrive and trusts its table while no bad entry entered it): for any
  *    sequence of header lists through one encoder/decoder pair, a checked
  *    list really is clean, and every validator gives the same verdict with
- *    the fast path as with the full character scans.
+ *    the fast path as with the full character scans; a decoder that
+ *    remembers literal values (backend connections) decodes the same lists.
  *  - A server session fed a mutated client byte stream in random chunks never
  *    throws, and every stream it hands the application has a validated head.
  */
@@ -19,7 +20,7 @@ import { H2Session } from "../../src/l7/h2/session.ts";
 import type { H2Stream } from "../../src/l7/h2/stream.ts";
 import { MemoryTransport, RawPeer } from "../l7/h2/wire.ts";
 
-const NAMES = [":method", ":path", ":scheme", ":authority", ":status", ":bogus", "accept", "x-a", "te", "content-length", "connection", "X-Upper", "bad name", "", "x\u0000y", "caf\u00e9"];
+const NAMES = [":method", ":path", ":scheme", ":authority", ":status", ":bogus", "accept", "x-a", "te", "content-length", "etag", "connection", "X-Upper", "bad name", "", "x\u0000y", "caf\u00e9"];
 const VALUES = ["GET", "/", "https", "example.com", "200", "trailers", "gzip", "12", "", " lead", "trail ", "a\u0000b", "a\rb", "a\nb", "\u00ff\u00e9", "x".repeat(40)];
 
 const field = fc.tuple(fc.constantFrom(...NAMES), fc.constantFrom(...VALUES));
@@ -36,12 +37,18 @@ describe("HPACK checked lists", () => {
       fc.property(fc.array(list, { minLength: 1, maxLength: 12 }), fc.constantFrom<"shorter" | "never">("shorter", "never"), fc.boolean(), (lists, huffman, neverSome) => {
         const enc = new HpackEncoder({ huffman });
         const dec = new HpackDecoder();
+        // A backend connection's decoder, which remembers literal values: same lists, same verdicts.
+        const memo = new HpackDecoder({ rememberLiterals: true });
         for (const fields of lists) {
           const w = new ByteWriter();
-          enc.encode(fields, w, neverSome ? ["x-a", "accept"] : null);
+          enc.encode(fields, w, neverSome ? ["x-a", "accept", "etag", "content-length"] : null);
           const got = dec.decode(w.toBytes());
           if (got instanceof H2Error) throw new Error(`decode failed: ${got}`);
           expect(got.fields).toEqual(fields);
+          const again = memo.decode(w.toBytes());
+          if (again instanceof H2Error) throw new Error(`decode failed: ${again}`);
+          expect(again.fields).toEqual(fields);
+          expect(again.checked).toBe(got.checked);
           if (got.checked) {
             for (let i = 0; i < fields.length; i += 2) {
               expect(fields[i].startsWith(":") || isValidFieldName(fields[i])).toBe(true);

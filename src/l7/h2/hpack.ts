@@ -30,7 +30,7 @@ import { asBuffer, ByteWriter, latin1 } from "./bytes.ts";
 import { connError, H2_ERROR, H2Error } from "./errors.ts";
 import { isValidFieldName, isValidFieldValue } from "./headers.ts";
 import { huffmanDecode, huffmanEncode, huffmanLength } from "./huffman.ts";
-import { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
+import { H2_HPACK_LITERAL_CACHE_BYTES, H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
 
 export { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES };
 
@@ -238,6 +238,14 @@ export interface HpackDecoderOptions {
   maxTableSize?: number;
   /** Header-list cap (default H2_MAX_HEADER_LIST_BYTES); advertise the same value as SETTINGS_MAX_HEADER_LIST_SIZE. */
   maxHeaderListBytes?: number;
+  /**
+   * Remember the last literal value after each static name and reuse its
+   * string when the same octets come again (H2_HPACK_LITERAL_CACHE_BYTES).
+   * For backend connections: servers such as nginx send every response
+   * head as literals. Off by default (a client connection would make us
+   * keep up to 61 values for it).
+   */
+  rememberLiterals?: boolean;
 }
 
 /** Internal: a decoding failure; thrown inside decode() only and turned into an H2Error there. */
@@ -266,12 +274,18 @@ export class HpackDecoder {
   private strLen = 0;
   /** Huffman output; grows to the longest decoded string seen. */
   private scratch: Buffer = Buffer.allocUnsafe(256); // >= RAW_COPY_MAX
+  private readonly rememberLiterals: boolean;
+  /** The last literal value seen after each static name (see H2_HPACK_LITERAL_CACHE_BYTES); made on first use. */
+  private literals: Array<LiteralMemo | undefined> | null = null;
+  /** Whether the value readLiteralValue returned last passed the §8.2.1 value check. */
+  private literalValid = true;
 
   constructor(opts: HpackDecoderOptions = {}) {
     const size = Math.min(opts.maxTableSize ?? H2_HPACK_DEFAULT_TABLE_SIZE, H2_HPACK_MAX_TABLE_SIZE);
     this.table = new DynamicTable(size);
     this.settingsMax = size;
     this.maxListBytes = opts.maxHeaderListBytes ?? H2_MAX_HEADER_LIST_BYTES;
+    this.rememberLiterals = opts.rememberLiterals ?? false;
   }
 
   /**
@@ -396,9 +410,14 @@ export class HpackDecoder {
           name = table.name(d);
           nameLen = name.length;
         }
-        value = this.readString(keep);
+        if (keep && this.rememberLiterals && index > 0 && index <= STATIC_COUNT) {
+          value = this.readLiteralValue(index);
+          if (!this.literalValid) checked = false;
+        } else {
+          value = this.readString(keep);
+          if (keep && !isValidFieldValue(value)) checked = false;
+        }
         valueLen = this.strLen;
-        if (keep && !isValidFieldValue(value)) checked = false;
         if (indexing) {
           table.add(name, value);
           if (!checked) this.tableChecked = false;
@@ -436,6 +455,55 @@ export class HpackDecoder {
     }
   }
 
+  /**
+   * A literal value after static name `index` (kept): the string decoded
+   * from the same encoded octets last time, or a fresh decode that is then
+   * remembered. Sets strLen and literalValid.
+   */
+  private readLiteralValue(index: number): string {
+    if (this.p >= this.end) throw new HpackFail("hpack_truncated_string");
+    const src = this.src;
+    const at = this.p;
+    const first = src[at];
+    const len = this.readInt(7);
+    const start = this.p;
+    if (start + len > this.end) throw new HpackFail("hpack_truncated_string");
+    if (len > H2_HPACK_LITERAL_CACHE_BYTES) {
+      this.p = at;
+      const v = this.readString(true);
+      this.literalValid = isValidFieldValue(v);
+      return v;
+    }
+    const memos = (this.literals ??= []);
+    let m = memos[index];
+    if (m !== undefined && m.first === first && m.len === len) {
+      const bytes = m.bytes;
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (bytes[i] !== src[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.p = start + len;
+        this.strLen = m.strLen;
+        this.literalValid = m.valid;
+        return m.value;
+      }
+    }
+    this.p = at;
+    const value = this.readString(true);
+    if (m === undefined) memos[index] = m = { first: 0, len: 0, bytes: new Uint8Array(H2_HPACK_LITERAL_CACHE_BYTES), value: "", strLen: 0, valid: true };
+    m.first = first;
+    m.len = len;
+    m.bytes.set(src.subarray(start, start + len));
+    m.value = value;
+    m.strLen = this.strLen;
+    m.valid = this.literalValid = isValidFieldValue(value);
+    return value;
+  }
+
   /** Reads a string literal (§5.2); sets strLen; returns "" unless `keep`. Huffman input is always validated. */
   private readString(keep: boolean): string {
     if (this.p >= this.end) throw new HpackFail("hpack_truncated_string");
@@ -462,6 +530,16 @@ export class HpackDecoder {
     this.strLen = n;
     return keep ? latin1(this.scratch, 0, n) : "";
   }
+}
+
+/** A remembered literal value: its first octet (Huffman flag and short length) and encoded octets, and what they decoded to. */
+interface LiteralMemo {
+  first: number;
+  len: number;
+  bytes: Uint8Array;
+  value: string;
+  strLen: number;
+  valid: boolean;
 }
 
 const EMPTY = new Uint8Array(0);

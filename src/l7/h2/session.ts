@@ -271,7 +271,8 @@ export class H2Session implements StreamHost {
     this.eagerConnCredit = opts.creditConnectionOnReceipt ?? false;
     this.maxConcurrent = opts.maxConcurrentStreams ?? H2_MAX_CONCURRENT_STREAMS;
     const maxList = opts.maxHeaderListBytes ?? H2_MAX_HEADER_LIST_BYTES;
-    this.decoder = new HpackDecoder({ maxHeaderListBytes: maxList });
+    // Backend connections: repeated literal values (nginx indexes nothing) are recognized, not decoded again.
+    this.decoder = new HpackDecoder({ maxHeaderListBytes: maxList, rememberLiterals: !this.isServer });
     this.reader = new FrameReader({ expectPreface: this.isServer });
     this.nextStreamId = this.isServer ? 2 : 1;
     const now = this.now();

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { H2_HPACK_LITERAL_CACHE_BYTES } from "../../../src/limits.ts";
 import { ByteWriter } from "../../../src/l7/h2/bytes.ts";
 import { H2_ERROR, H2Error } from "../../../src/l7/h2/errors.ts";
 import {
@@ -286,6 +287,48 @@ describe("HeaderList.checked: the §8.2.1 character checks done while decoding",
     expect(ok(d.decode(block(enc, ["x-bad", "a\u0000b"]))).checked).toBe(false);
     expect(ok(d.decode(block(enc, ["x-bad", "a\u0000b"]))).checked).toBe(false); // a bare index this time
     expect(ok(d.decode(block(enc, [":method", "GET"]))).checked).toBe(false);
+  });
+});
+
+describe("remembered literal values (rememberLiterals, backend connections)", () => {
+  /** Literal without indexing, static name `index` (< 127), raw or Huffman value. */
+  const literal = (index: number, value: string, huffman = false): number[] => {
+    const name = index < 15 ? [index] : [0x0f, index - 15];
+    if (!huffman) return [...name, value.length, ...Buffer.from(value, "latin1")];
+    const w = new ByteWriter();
+    new HpackEncoder({ huffman: "always" }).encode(["x", value], w, ["x"]); // never-indexed, literal name "x": 0x10 0x01 'x' <H len> <bytes>
+    return [...name, ...w.toBytes().subarray(3)];
+  };
+  const DATE = 33;
+  const ETAG = 34;
+  test("a repeated value decodes the same; a different value of the same length, or the same value Huffman-coded, is decoded afresh", () => {
+    const d = new HpackDecoder({ rememberLiterals: true });
+    const a = "Sun, 06 Dec 2026 23:15:00 GMT";
+    const b = "Sun, 06 Dec 2026 23:15:01 GMT";
+    expect(ok(d.decode(Uint8Array.from(literal(DATE, a)))).fields).toEqual(["date", a]);
+    expect(ok(d.decode(Uint8Array.from(literal(DATE, a)))).fields).toEqual(["date", a]);
+    expect(ok(d.decode(Uint8Array.from(literal(DATE, b)))).fields).toEqual(["date", b]);
+    expect(ok(d.decode(Uint8Array.from(literal(DATE, b, true)))).fields).toEqual(["date", b]);
+    expect(ok(d.decode(Uint8Array.from([...literal(DATE, a), ...literal(ETAG, '"abc"'), ...literal(DATE, a)]))).fields).toEqual(["date", a, "etag", '"abc"', "date", a]);
+    const long = "x".repeat(H2_HPACK_LITERAL_CACHE_BYTES + 1);
+    expect(ok(d.decode(Uint8Array.from(literal(ETAG, long)))).fields).toEqual(["etag", long]);
+    expect(ok(d.decode(Uint8Array.from(literal(ETAG, long)))).fields).toEqual(["etag", long]);
+    expect(d.tableSize).toBe(0); // literals without indexing: the HPACK table is untouched
+  });
+  test("a remembered bad value keeps its verdict: the list is not checked the second time either", () => {
+    const d = new HpackDecoder({ rememberLiterals: true });
+    for (let i = 0; i < 2; i++) {
+      const r = ok(d.decode(Uint8Array.from(literal(ETAG, "a\u0000b"))));
+      expect(r.fields).toEqual(["etag", "a\u0000b"]);
+      expect(r.checked).toBe(false);
+    }
+    expect(ok(d.decode(Uint8Array.from(literal(ETAG, "a-b")))).checked).toBe(true);
+  });
+  test("a truncated value is still a COMPRESSION_ERROR when the memo holds a longer match", () => {
+    const d = new HpackDecoder({ rememberLiterals: true });
+    ok(d.decode(Uint8Array.from(literal(ETAG, "abcdef"))));
+    const cut = literal(ETAG, "abcdef").slice(0, -2);
+    expect(fail(d.decode(Uint8Array.from(cut))).code).toBe(H2_ERROR.COMPRESSION_ERROR);
   });
 });
 
