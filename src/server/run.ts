@@ -135,8 +135,8 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   let metricsSrv: { close(): Promise<void>; port: number } | null = null;
   try {
     if (config.grpc) {
-      // Loaded only when configured: @grpc/grpc-js and the node:http2 it starts cost ~13 MiB of
-      // RSS and ~5,000 live functions, which also sets the JS heap's growth limit (ARCHITECTURE.md, "Memory").
+      // Loaded only when configured: @grpc/grpc-js costs +4–5 MiB of idle RSS and ~15k live JS
+      // cells, which also raise how far the JS heap grows under load (ARCHITECTURE.md, Known limitations).
       const { startAdminServer } = await import("../admin/server.ts");
       admin = await startAdminServer(config.grpc, {
         state,

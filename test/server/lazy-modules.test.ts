@@ -1,8 +1,8 @@
 /**
  * `mc-proxy server` loads the admin API's gRPC stack only when [grpc] is
- * configured: @grpc/grpc-js (and the node:http2 it starts) costs ~13 MiB of
- * idle RSS and ~5,000 live functions, which also set how far the JS heap grows
- * under load (ARCHITECTURE.md, "Memory"). The admin client and its CLI come in
+ * configured: @grpc/grpc-js costs +4–5 MiB of idle RSS and ~15k live JS
+ * cells, which also raise how far the JS heap grows under load
+ * (ARCHITECTURE.md, Known limitations). The admin client and its CLI come in
  * only for `ctl` and `status`. Checked on the module registry of a fresh Bun.
  */
 import { describe, expect, test } from "bun:test";
