@@ -29,7 +29,6 @@ import { describeFailure, formatStatus, statusJson } from "./status.ts";
 export const DEFAULT_SOCKET = "/srv/mc-proxy/mc-proxy.sock";
 
 import { CTL_NAME } from "./names.ts";
-export { CTL_NAME };
 
 /** A command-line mistake: exit 2 with usage. */
 class UsageError extends Error {}

@@ -75,8 +75,6 @@ export function statusJson(st: GetStatusResponse, now: Date = new Date()): Json 
   };
 }
 
-export { statusArgs } from "./names.ts";
-
 /** Where runStatus writes (tests capture it). */
 export interface StatusIO {
   out(text: string): void;
