@@ -131,6 +131,10 @@ class Route implements ConnOwner {
     readonly connectTimeoutMs: number,
   ) {}
 
+  deferWrite(conn: BackendConn): void {
+    this.pool.deferWrite(conn);
+  }
+
   dialFor(ex: Exchange | null): void {
     const c = new BackendConn(this);
     this.conns.add(c);
@@ -210,12 +214,26 @@ export class H1Pool {
   closed = false;
   private readonly routes = new Map<string, Route>();
   private readonly sweeper: ReturnType<typeof setInterval>;
+  /** Connections with request bytes to write at the end of this event-loop turn (BackendConn.send). */
+  private readonly deferred: BackendConn[] = [];
 
   constructor(private readonly opts: H1PoolOptions) {
     const every = Math.min(H1_CLIENT_SWEEP_MAX_MS, Math.max(H1_CLIENT_SWEEP_MIN_MS, Math.floor(opts.idleTimeoutMs / 4)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
   }
+
+  /** Queues `conn.flushOut()` for the end of this event-loop turn: one setImmediate for all of the turn's writes. */
+  deferWrite(conn: BackendConn): void {
+    if (this.deferred.push(conn) === 1) setImmediate(this.flushDeferred);
+  }
+
+  private readonly flushDeferred = (): void => {
+    const list = this.deferred;
+    // A flush may queue more (a drained body write sends its next part): they are in this pass too.
+    for (let i = 0; i < list.length; i++) list[i]!.flushOut();
+    list.length = 0;
+  };
 
   /**
    * Sends one request. `head` is the serialized request head (start line,

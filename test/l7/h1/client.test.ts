@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { H1Pool } from "../../../src/l7/h1/client.ts";
-import { type TestBackend, ok, send, startBackend, target, waitFor } from "./client-backends.ts";
+import { readFileSync } from "node:fs";
+import { type TestBackend, head, ok, send, startBackend, target, waitFor } from "./client-backends.ts";
 
 const pools: H1Pool[] = [];
 const backends: TestBackend[] = [];
@@ -18,6 +19,16 @@ function backend(...a: Parameters<typeof startBackend>): TestBackend {
   const b = startBackend(...a);
   backends.push(b);
   return b;
+}
+/** Bytes the kernel holds unread on the backend's side of established connections to `port` (/proc/net/tcp rx_queue). */
+function backendReceiveQueue(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  let n = 0;
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === "01") n += parseInt(f[4]!.split(":")[1]!, 16);
+  }
+  return n;
 }
 afterEach(() => {
   for (const p of pools.splice(0)) p.close();
@@ -38,6 +49,21 @@ describe("keep-alive", () => {
     expect(b.conns.length).toBe(1);
     expect(b.requests.length).toBe(100);
     expect(p.stats()).toMatchObject({ open: 1, idle: 1, dials: 1, queued: 0 });
+  });
+
+  test("request heads sent in one event-loop turn reach the kernel together at its end (a backend on our core is woken once)", async () => {
+    const b = backend((r) => ok(`hello ${r.head.target}`));
+    const p = pool();
+    const t = target(b.port);
+    await Promise.all([send(p, t, "GET").done, send(p, t, "GET").done, send(p, t, "GET").done]);
+    expect(p.stats()).toMatchObject({ open: 3, idle: 3 });
+    const before = backendReceiveQueue(b.port);
+    const rs = ["/a", "/b", "/c"].map((path) => send(p, t, "GET", path));
+    expect(backendReceiveQueue(b.port)).toBe(before); // still this turn: nothing written yet
+    await new Promise((r) => setImmediate(r));
+    // Written at the turn's end, all three, before the backend's next read.
+    expect(backendReceiveQueue(b.port) - before).toBe(3 * head("GET", "/a").length);
+    for (const [i, r] of rs.entries()) expect((await r.done).body.toString()).toBe(`hello /${"abc"[i]}`);
   });
 
   test("the next request can be sent from inside onEnd and reuses the connection", async () => {
