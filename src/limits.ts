@@ -106,6 +106,16 @@ export const H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS = 100;
 export const H2_STREAM_WINDOW_BYTES = 256 * 1024;
 /** Our connection receive window: the most all streams of one connection can make us hold together. */
 export const H2_CONNECTION_WINDOW_BYTES = 1024 * 1024;
+/**
+ * Server role: after a complete response while the request body is still
+ * coming (RFC 9113 §8.1), the rest of the body is read and dropped (its
+ * window credited) for at most this long, then RST_STREAM(NO_ERROR) asks the
+ * client to stop. Resetting at once is allowed, but curl (7.88, Debian 12)
+ * then discards the response, e.g. a backend's early 413; HAProxy reads on.
+ * Costs bandwidth only, like any upload; bounded in time like nginx's
+ * lingering close.
+ */
+export const H2_DISCARD_AFTER_RESPONSE_MS = 10_000;
 /** Bytes one stream may queue for sending before write() says "pause": a peer that never opens its window costs at most this per stream. */
 export const H2_STREAM_SEND_BUFFER_BYTES = 64 * 1024;
 /**

@@ -53,7 +53,7 @@ import {
 import { validateRequestHeaders, validateResponseHeaders, validateTrailers, type RequestCheckOptions } from "./headers.ts";
 import { H2_MAX_HEADER_LIST_BYTES, HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.ts";
 import { InboundWindow } from "./flow.ts";
-import { H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS, H2_CLOSED_STREAMS_KEPT, H2_CONNECTION_WINDOW_BYTES, H2_GLITCH_BURST, H2_GLITCH_REFILL_PER_SECOND, H2_GOAWAY_PING_TIMEOUT_MS, H2_MAX_CONCURRENT_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_MAX_REFUSED_STREAMS, H2_OUTPUT_BATCH_BYTES, H2_RAPID_RESET_BURST, H2_RAPID_RESET_REFILL_PER_SECOND, H2_SEND_STALL_TIMEOUT_MS, H2_SETTINGS_TIMEOUT_MS, H2_SMALL_WINDOW_UPDATE_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
+import { H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS, H2_CLOSED_STREAMS_KEPT, H2_DISCARD_AFTER_RESPONSE_MS, H2_CONNECTION_WINDOW_BYTES, H2_GLITCH_BURST, H2_GLITCH_REFILL_PER_SECOND, H2_GOAWAY_PING_TIMEOUT_MS, H2_MAX_CONCURRENT_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_MAX_REFUSED_STREAMS, H2_OUTPUT_BATCH_BYTES, H2_RAPID_RESET_BURST, H2_RAPID_RESET_REFILL_PER_SECOND, H2_SEND_STALL_TIMEOUT_MS, H2_SETTINGS_TIMEOUT_MS, H2_SMALL_WINDOW_UPDATE_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
 import { RateBudget } from "./budget.ts";
 import { CLOSED, H2Stream, type ClosedHow, type StreamHost } from "./stream.ts";
 
@@ -195,6 +195,8 @@ export class H2Session implements StreamHost {
   private outStart = 0;
   /** The last write was partial: wait for drained(). */
   private blocked = false;
+  /** Streams dropping the rest of a request body after their response (onLocalEnd). */
+  private discarding = 0;
   /** The DATA frame sendDataNow wrote last: its stream, the offset of its flags octet in `out`, and out.len right after it (-1: none). */
   private lastDataId = 0;
   private lastDataFlagsAt = 0;
@@ -453,6 +455,9 @@ export class H2Session implements StreamHost {
     }
     if (this.idleTimeoutMs > 0 && this.streams.size === 0 && this.idleSince >= 0 && now - this.idleSince >= this.idleTimeoutMs) {
       this.goaway(H2_ERROR.NO_ERROR, false);
+    }
+    if (this.discarding > 0) {
+      for (const s of [...this.streams.values()]) if (s.discardUntil >= 0 && now >= s.discardUntil) this.stopDiscarding(s);
     }
   }
 
@@ -966,6 +971,10 @@ export class H2Session implements StreamHost {
   private closeStream(s: H2Stream, how: ClosedHow): void {
     if (s.closed) return;
     s.closed = true;
+    if (s.discardUntil >= 0) {
+      s.discardUntil = -1;
+      this.discarding--;
+    }
     this.streams.delete(s.id);
     if (this.isPeerInitiated(s.id)) this.peerStreams--;
     else this.localStreams--;
@@ -998,11 +1007,23 @@ export class H2Session implements StreamHost {
     if (s.remoteEnded) {
       this.closeStream(s, CLOSED.ENDED);
     } else if (this.isServer) {
-      // §8.1: a complete response while the request is still coming — ask the client to stop sending.
-      writeRstStream(this.out, s.id, H2_ERROR.NO_ERROR);
-      this.closeStream(s, CLOSED.RESET_BY_US);
-      s.onReset?.(H2_ERROR.NO_ERROR, "response_complete");
+      // §8.1: a complete response while the request is still coming. The request side is over for
+      // the application; the rest of the body is read and dropped (credited) until the client ends
+      // it, for at most H2_DISCARD_AFTER_RESPONSE_MS, then RST_STREAM(NO_ERROR) (see tick).
+      s.discardUntil = this.now() + H2_DISCARD_AFTER_RESPONSE_MS;
+      this.discarding++;
+      const onReset = s.onReset;
+      s.onData = s.onEnd = s.onWritable = s.onReset = null;
+      if (s.recv.held > 0) this.sendCredit(s, s.recv.held);
+      onReset?.(H2_ERROR.NO_ERROR, "response_complete");
     }
+  }
+
+  /** A stream dropping the rest of its request body (onLocalEnd) stops now: RST_STREAM(NO_ERROR). */
+  private stopDiscarding(s: H2Stream): void {
+    writeRstStream(this.out, s.id, H2_ERROR.NO_ERROR);
+    this.closeStream(s, CLOSED.RESET_BY_US);
+    this.scheduleFlush();
   }
 
   private abortStreams(code: number, reason: string): void {

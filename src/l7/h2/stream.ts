@@ -107,6 +107,8 @@ export class H2Stream {
   wantWritable = false;
   /** @internal In the session's list of streams with something to send. */
   inSendList = false;
+  /** @internal Server role: response complete, request still coming: its DATA is dropped until this time (-1: not so). */
+  discardUntil = -1;
 
   constructor(
     /** Stream identifier. */

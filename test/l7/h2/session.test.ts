@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { H2_ERROR } from "../../../src/l7/h2/errors.ts";
 import { H2_FRAME, H2_SETTING } from "../../../src/l7/h2/frame.ts";
-import { H2_OUTPUT_BATCH_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_SEND_BUFFER_MIN_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
+import { H2_DISCARD_AFTER_RESPONSE_MS, H2_OUTPUT_BATCH_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_SEND_BUFFER_MIN_BYTES, H2_STREAM_WINDOW_BYTES } from "../../../src/limits.ts";
 import type { H2Stream } from "../../../src/l7/h2/stream.ts";
 import { GET, POST, pair, RawPeer, settle } from "./wire.ts";
 
@@ -149,11 +149,14 @@ describe("request and response between two sessions", () => {
     expect(p.client.openStreams).toBe(0);
   });
 
-  test("a complete response while the request body is still coming resets the request side with NO_ERROR (§8.1)", async () => {
+  test("a complete response while the request body is still coming: the rest is read and dropped, credited, until the client ends it (§8.1)", async () => {
     let reason = "";
     const p = pair({
       onStream(s) {
         s.onReset = (code, r) => (reason = `${code}:${r}`);
+        s.onData = () => {
+          throw new Error("the application must not get body bytes after its response");
+        };
         s.respond(413, [], true);
       },
     });
@@ -162,9 +165,45 @@ describe("request and response between two sessions", () => {
     await settle();
     expect(got.status).toBe(413);
     expect(got.ended).toBe(true);
-    expect(got.reset).toBe(H2_ERROR.NO_ERROR);
+    expect(got.reset).toBe(-1); // no RST_STREAM: a client that discards a reset response (curl 7.88) still gets it
     expect(reason).toBe(`${H2_ERROR.NO_ERROR}:response_complete`);
-    expect(req.write(enc("late"))).toBe(false);
+    // 1 MiB more than the stream window: it only gets through if the dropped bytes are credited.
+    const chunk = new Uint8Array(16 * 1024);
+    let sent = 0;
+    while (sent < H2_STREAM_WINDOW_BYTES + 1024 * 1024) {
+      while (sent < H2_STREAM_WINDOW_BYTES + 1024 * 1024 && req.write(chunk)) sent += chunk.length;
+      await settle();
+    }
+    req.end();
+    for (let i = 0; i < 5; i++) await settle();
+    expect(p.server.openStreams).toBe(0);
+    expect(p.client.openStreams).toBe(0);
+    expect(got.reset).toBe(-1);
+  });
+
+  test(`a client that keeps sending after the response is asked to stop after H2_DISCARD_AFTER_RESPONSE_MS (${H2_DISCARD_AFTER_RESPONSE_MS} ms) with RST_STREAM(NO_ERROR)`, async () => {
+    const peer = new RawPeer("server", {
+      onStream(s) {
+        s.respond(413, [], true);
+      },
+    });
+    peer.handshake();
+    peer.send(peer.headers(1, POST, false));
+    await peer.flushed();
+    peer.send(RawPeer.data(1, "more", false));
+    await peer.flushed();
+    expect(peer.frames.some((f) => f.type === H2_FRAME.RST_STREAM)).toBe(false);
+    expect(peer.session.openStreams).toBe(1);
+    peer.clock += H2_DISCARD_AFTER_RESPONSE_MS;
+    peer.session.tick(peer.clock);
+    await peer.flushed();
+    const rst = peer.frames.find((f) => f.type === H2_FRAME.RST_STREAM);
+    expect(rst?.streamId).toBe(1);
+    expect(new DataView(rst!.payload.buffer, rst!.payload.byteOffset).getUint32(0)).toBe(H2_ERROR.NO_ERROR);
+    expect(peer.session.openStreams).toBe(0);
+    peer.send(RawPeer.data(1, "in flight", false)); // after our reset: dropped quietly, no connection error
+    await peer.flushed();
+    expect(peer.goaway()).toBeNull();
   });
 
   test("many concurrent streams interleave and all complete", async () => {
