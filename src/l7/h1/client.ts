@@ -223,7 +223,7 @@ export class H1Pool {
     this.sweeper.unref();
   }
 
-  /** Queues `conn.flushOut()` for the end of this event-loop turn: one setImmediate for all of the turn's writes. */
+  /** Queues `conn.onDrain()` (which writes what `send` kept; a no-op once closed) for the end of this event-loop turn: one setImmediate for all of the turn's writes. */
   deferWrite(conn: BackendConn): void {
     if (this.deferred.push(conn) === 1) setImmediate(this.flushDeferred);
   }
@@ -231,7 +231,7 @@ export class H1Pool {
   private readonly flushDeferred = (): void => {
     const list = this.deferred;
     // A flush may queue more (a drained body write sends its next part): they are in this pass too.
-    for (let i = 0; i < list.length; i++) list[i]!.flushOut();
+    for (let i = 0; i < list.length; i++) list[i]!.onDrain();
     list.length = 0;
   };
 

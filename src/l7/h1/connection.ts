@@ -33,7 +33,7 @@ export interface ConnOwner {
   retry(ex: Exchange): void;
   /** A waiting exchange was cancelled: drop it from the queue. */
   dequeue(ex: Exchange): void;
-  /** Call `conn.flushOut()` at the end of this event-loop turn (see BackendConn.send). */
+  /** Call `conn.onDrain()` at the end of this event-loop turn: it writes what `send` kept (see BackendConn.send). */
   deferWrite(conn: BackendConn): void;
 }
 
@@ -253,13 +253,8 @@ export class BackendConn implements DialClient {
     }
     const n = s.write(data);
     if (n === data.length || n < 0) return true; // n < 0: closed, reported by `close`
-    this.out = owned ? data.subarray(n) : data.slice(n);
+    this.out = data.slice(n); // borrowed: owned bytes were kept whole above
     return false;
-  }
-
-  /** The end-of-turn write of what `send` kept (a no-op once the connection closed). */
-  flushOut(): void {
-    this.onDrain();
   }
 
   onDrain(): void {

@@ -493,7 +493,8 @@ export class H2Session implements StreamHost {
   }
 
   endOnLastData(s: H2Stream): boolean {
-    if (this.lastDataId !== s.id || this.out.len !== this.lastDataEnd || this.lastDataFlagsAt < this.outStart) return false;
+    // lastDataEnd is -1 once writeOut handed the frame to the transport (the only place outStart moves).
+    if (this.lastDataId !== s.id || this.out.len !== this.lastDataEnd) return false;
     this.out.buf[this.lastDataFlagsAt] |= H2_FLAG.END_STREAM;
     this.lastDataEnd = -1;
     this.onLocalEnd(s);
