@@ -13,6 +13,7 @@ import { runCheck } from "./check.ts";
 import { loadConfig } from "./config/load.ts";
 import { CTL_NAME, statusArgs } from "./ctl/names.ts";
 import { ConfigError } from "./errors.ts";
+import { reexecWithJscOptions } from "./server/jsc.ts";
 import { runServer } from "./server/run.ts";
 import { snapshot } from "./store/snapshot.ts";
 import { VERSION } from "./version.ts";
@@ -134,5 +135,8 @@ export function invokedName(): string {
 
 if (import.meta.main) {
   const argv = process.argv.slice(2);
+  // `server` runs with its own garbage-collector options (src/server/jsc.ts): set before the
+  // runtime starts, so the process re-executes itself once with them (returns if it does not).
+  if (argv[0] === "server" && !argv.includes("--help") && !argv.includes("-h")) reexecWithJscOptions();
   process.exit(await (invokedName() === CTL_NAME ? runCtl(argv) : runMain(argv)));
 }

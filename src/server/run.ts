@@ -21,6 +21,7 @@ import { Store } from "../store/store.ts";
 import { diffConfig, seedIfEmpty } from "../store/seed.ts";
 import { VERSION } from "../version.ts";
 import { listenHostname, ProxyServer } from "./proxy.ts";
+import { jscOptionsInEffect } from "./jsc.ts";
 import { holdSighup, onSighup } from "./sighup.ts";
 import { ConnCounters } from "./counters.ts";
 import { SharedRateLimiter } from "../firewall/shared-ratelimit.ts";
@@ -185,6 +186,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     log_level: config.log.level,
     workers: threads,
     fd_limit: fd.limit ?? undefined,
+    jsc: jscOptionsInEffect(),
   });
 
   let stopping: Promise<number> | null = null;
