@@ -186,6 +186,24 @@ export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
  * cache at 61 × this per connection.
  */
 export const H2_HPACK_LITERAL_CACHE_BYTES = 64;
+
+/**
+ * An HTTP/1.1 backend connection remembers the last value after each
+ * interned header name up to this long: the backend's next head repeating it
+ * (nginx repeats all but Date) reuses the same string, whose hash the HPACK
+ * encoder already has (~0.8 µs per HTTP/2 response head). At most one value
+ * per interned name per connection.
+ */
+export const H1_VALUE_MEMO_BYTES = 64;
+
+/**
+ * An HTTP/1.1 backend connection keeps a copy of its last response head up
+ * to this size, with what it parsed to: a next head with exactly those bytes
+ * (the same method, the same parse mode) reuses the result instead of being
+ * parsed again (a native compare, ~60 ns, against ~0.7–1 µs for nginx's
+ * 8-field head), and its strings, which the HPACK encoder has seen.
+ */
+export const H1_HEAD_MEMO_BYTES = 1024;
 /** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
 export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 

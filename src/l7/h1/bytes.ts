@@ -10,6 +10,7 @@
  * the bytes are validated in one pass over the Uint8Array.
  */
 import { CONNECTION_SPECIFIC_FIELDS, FORWARDING_FIELDS } from "../headers.ts";
+import { H1_VALUE_MEMO_BYTES } from "../../limits.ts";
 import { type H1Error, type H1ErrorStatus, h1Error } from "./errors.ts";
 
 export const CR = 0x0d;
@@ -168,6 +169,37 @@ function internedIndex(buf: Uint8Array, start: number, end: number, hash: number
 export const FIELDS_REWRITE = 1 << 24;
 
 /**
+ * The last value seen after each interned name on one connection (a
+ * backend's response heads): when the next head has the same bytes there, the
+ * same string comes back — no decode, and a string whose hash is already
+ * known to the maps it is looked up in (the HPACK encoder's). Values longer
+ * than H1_VALUE_MEMO_BYTES are not kept; one entry per interned name, so a
+ * connection keeps at most KNOWN_NAMES.length × that many bytes.
+ */
+export class ValueMemo {
+  private readonly bytes: (Uint8Array | undefined)[] = [];
+  private readonly strings: string[] = [];
+
+  /** buf[start, end) (non-empty) after interned name `k`, as a string: the remembered one when the bytes are the same. */
+  value(k: number, buf: Uint8Array, start: number, end: number): string {
+    const n = end - start;
+    const prev = this.bytes[k];
+    if (prev !== undefined && prev.length === n) {
+      let i = 0;
+      while (i < n && prev[i] === buf[start + i]) i++;
+      if (i === n) return this.strings[k]!;
+    }
+    const s = latin1(buf, start, end);
+    if (n <= H1_VALUE_MEMO_BYTES) {
+      // Own copies (a view would keep the whole socket chunk alive; a substring, the whole head).
+      this.bytes[k] = buf.slice(start, end);
+      this.strings[k] = s;
+    }
+    return s;
+  }
+}
+
+/**
  * Parses field lines (RFC 9112 §5) from `pos` up to and including the blank
  * line that ends at `sectionEnd` (which the caller found as the first CRLF CRLF,
  * so every loop below stops at a CR before running past it). `text` is
@@ -199,6 +231,7 @@ export function parseFieldLines(
   status: H1ErrorStatus,
   drop: number[] | null = null,
   dropMask = 0,
+  memo: ValueMemo | null = null,
 ): number | H1Error {
   let count = 0;
   let rewrite = 0;
@@ -241,8 +274,16 @@ export function parseFieldLines(
     if (++count > maxFields) return h1Error(tooMany, status === 400 ? 431 : status);
     if (text !== null) {
       const name = k >= 0 ? KNOWN_NAMES[k] : text.substring(nameStart - base, nameEnd - base).toLowerCase();
-      out.push(name, valueStart === valueEnd ? "" : text.substring(valueStart - base, valueEnd - base));
+      out.push(
+        name,
+        valueStart === valueEnd
+          ? ""
+          : memo !== null && k >= 0
+            ? memo.value(k, buf, valueStart, valueEnd)
+            : text.substring(valueStart - base, valueEnd - base),
+      );
     } else if (k >= 0 && (KNOWN_FLAGS[k] & NAME_FRAMING) !== 0) {
+      // No memo here: one latin1 decode of a framing value costs less than the compare.
       out.push(KNOWN_NAMES[k], valueStart === valueEnd ? "" : latin1(buf, valueStart, valueEnd));
     }
     pos += 2;

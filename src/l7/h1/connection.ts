@@ -15,10 +15,15 @@
 import type { Socket, SocketHandler } from "bun";
 import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
+import { H1_HEAD_MEMO_BYTES } from "../../limits.ts";
+import { ValueMemo } from "./bytes.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
 import { H1_DEFAULT_LIMITS, H1_MAX_HEAD_BYTES } from "./bounds.ts";
 import { clientHandshakeError, type DialClient, dialTcp, type PendingDial, startTls } from "./dial.ts";
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
+
+/** Buffer.prototype.compare takes any Uint8Array as `this` and target, with offsets (no views). */
+const bufferCompare = Buffer.prototype.compare;
 
 /** What a connection needs from its pool: where to go when free or closed. */
 export interface ConnOwner {
@@ -125,6 +130,13 @@ export class BackendConn implements DialClient {
   sawByte = false;
   private head: ResponseHead | null = null;
   private readonly lengthDecoder = new LengthDecoder(0);
+  /** Response header values repeat from head to head: the same strings come back (H1_VALUE_MEMO_BYTES). */
+  private readonly memo = new ValueMemo();
+  /** The last response head parsed whole from one read, its bytes, and how (H1_HEAD_MEMO_BYTES). */
+  private prevHead: ResponseHead | null = null;
+  private prevBytes: Uint8Array | null = null;
+  private prevMethod = "";
+  private prevLazy = false;
   private chunked: ChunkedDecoder | null = null;
   private headBuf: Uint8Array | null = null;
   private headLen = 0;
@@ -307,7 +319,7 @@ export class BackendConn implements DialClient {
         let headAt = start;
         const lazy = ex.sink.wantsRawHead?.() === true;
         if (this.headLen === 0) {
-          r = parseResponseHead(buf, start, end, ex.method, H1_DEFAULT_LIMITS, lazy);
+          r = this.parseHead(buf, start, end, ex.method, lazy);
           if (r.kind === "more") {
             this.keepHead(buf, start, end);
             return;
@@ -318,7 +330,7 @@ export class BackendConn implements DialClient {
           const take = Math.min(end - start, HEAD_BUFFER_BYTES - this.headLen);
           hb.set(buf.subarray(start, start + take), this.headLen);
           this.headLen += take;
-          r = parseResponseHead(hb, 0, this.headLen, ex.method, H1_DEFAULT_LIMITS, lazy);
+          r = parseResponseHead(hb, 0, this.headLen, ex.method, H1_DEFAULT_LIMITS, lazy, this.memo);
           headBytes = hb;
           headAt = 0;
           if (r.kind === "more") {
@@ -333,7 +345,7 @@ export class BackendConn implements DialClient {
         if (r.kind === "error") return this.protocolError(r.reason);
         if (r.status < 200 && r.status !== 101) continue; // 1xx: the final head follows
         // Framing-only, but it cannot go out as bytes: every field is needed (same bytes, so it parses).
-        if (!r.complete && !r.forwardable) r = parseResponseHead(headBytes, headAt, headAt + r.length, ex.method) as ResponseHead;
+        if (!r.complete && !r.forwardable) r = parseResponseHead(headBytes, headAt, headAt + r.length, ex.method, H1_DEFAULT_LIMITS, false, this.memo) as ResponseHead;
         this.startBody(r);
         const sink = ex.sink;
         if (r.forwardable && (this.rphase as number) === R_BODY && this.chunked === null && end - start >= r.contentLength && sink.onWholeResponse !== undefined) {
@@ -378,6 +390,27 @@ export class BackendConn implements DialClient {
       this.readPaused = true;
       this.socket?.pause();
     }
+  }
+
+  /**
+   * parseResponseHead of buf[start, end), or this connection's previous head
+   * when these are exactly its bytes (same method, same mode): a ResponseHead
+   * is never modified and holds no buffer offsets, so it can be returned again.
+   */
+  private parseHead(buf: Uint8Array, start: number, end: number, method: string, lazy: boolean): ReturnType<typeof parseResponseHead> {
+    const prev = this.prevHead;
+    if (prev !== null && this.prevMethod === method && this.prevLazy === lazy) {
+      const n = prev.length;
+      if (end - start >= n && bufferCompare.call(this.prevBytes as Uint8Array, buf, start, start + n, 0, n) === 0) return prev;
+    }
+    const r = parseResponseHead(buf, start, end, method, H1_DEFAULT_LIMITS, lazy, this.memo);
+    if (r.kind === "response" && r.length <= H1_HEAD_MEMO_BYTES) {
+      this.prevHead = r;
+      this.prevMethod = method;
+      this.prevLazy = lazy;
+      this.prevBytes = buf.slice(start, start + r.length);
+    }
+    return r;
   }
 
   private keepHead(buf: Uint8Array, start: number, end: number): void {

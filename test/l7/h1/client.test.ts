@@ -169,6 +169,34 @@ describe("response framing", () => {
     expect(b.conns.length).toBe(1);
   });
 
+  test("a head with exactly the bytes of the connection's previous one reuses its parse; any other byte, or HEAD, parses anew", async () => {
+    const same = "HTTP/1.1 200 OK\r\nserver: t/1\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\n";
+    const b = backend((r) => {
+      if (r.head.target === "/other") return same.replace("t/1", "t/2") + "hello";
+      return r.head.method === "HEAD" ? same : same + "hello";
+    });
+    const p = pool();
+    const t = target(b.port);
+    const r1 = await send(p, t, "GET", "/a").done;
+    const r2 = await send(p, t, "GET", "/b").done;
+    expect(r1.body.toString()).toBe("hello");
+    expect(r2.body.toString()).toBe("hello");
+    expect(r2.head).toBe(r1.head); // the same parse (and the same strings for the HPACK encoder)
+    const r3 = await send(p, t, "GET", "/other").done;
+    expect(r3.head).not.toBe(r1.head);
+    expect(r3.head?.headers).toEqual(["server", "t/2", "content-type", "text/plain", "content-length", "5"]);
+    expect(r3.body.toString()).toBe("hello");
+    // The same bytes answering HEAD frame no body; the GET after it still reads its 5 bytes.
+    const h = await send(p, t, "HEAD", "/a").done;
+    expect(h.head?.framing).toBe("none");
+    expect(h.events).toEqual(["head 200", "end"]);
+    const r4 = await send(p, t, "GET", "/a").done;
+    expect(r4.head?.framing).toBe("length");
+    expect(r4.body.toString()).toBe("hello");
+    expect(b.conns.length).toBe(1);
+    expect(r1.head?.headers).toEqual(["server", "t/1", "content-type", "text/plain", "content-length", "5"]);
+  });
+
   test("1xx informational heads before the final one are skipped", async () => {
     const b = backend(() => "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + ok("done"));
     const p = pool();

@@ -14,6 +14,7 @@ import {
   parseResponseHead,
   serializeRequestHead,
 } from "../../../src/l7/h1/codec.ts";
+import { ValueMemo } from "../../../src/l7/h1/bytes.ts";
 import { prng } from "./helpers.ts";
 
 interface Message {
@@ -202,5 +203,27 @@ describe("randomized round trips (seeded)", () => {
   });
   test("2000 pipelined response streams cut at random points parse to what was generated", () => {
     roundTrips("response", 2000, 100_000);
+  });
+});
+
+describe("remembered values (ValueMemo, backend connections)", () => {
+  test("5000 heads whose values repeat, change by one byte or overflow the memo parse the same with and without it", () => {
+    const rnd = prng(7);
+    const int = (n: number) => Math.floor(rnd() * n);
+    // Interned names (remembered) and one that is not; values of equal length that differ, a long one, obs-text.
+    const names = ["Server", "content-type", "Cache-Control", "ETag", "date", "x-custom-thing"];
+    const values = ["nginx/1.22.1", "nginx/1.22.2", "text/plain", "text/html!", "no-store", "\"abc\"", "\"abd\"", "caf\xe9", "v".repeat(65), "v".repeat(64), "a  b"];
+    const memo = new ValueMemo();
+    for (let i = 0; i < 5000; i++) {
+      let wire = "HTTP/1.1 200 OK\r\n";
+      for (let n = int(5); n > 0; n--) wire += `${names[int(names.length)]}: ${values[int(values.length)]}\r\n`;
+      wire += "content-length: 0\r\n\r\n";
+      const b = Buffer.from(wire, "latin1");
+      const plain = parseResponseHead(b, 0, b.length, "GET");
+      const remembered = parseResponseHead(b, 0, b.length, "GET", H1_DEFAULT_LIMITS, false, memo);
+      // The buffer is reused by the next read: remembered strings must not depend on it.
+      b.fill(0x41);
+      if (!Bun.deepEquals(remembered, plain)) expect({ i, remembered }).toEqual({ i, remembered: plain });
+    }
   });
 });
