@@ -22,6 +22,7 @@ import { diffConfig, seedIfEmpty } from "../store/seed.ts";
 import { VERSION } from "../version.ts";
 import { listenHostname, ProxyServer } from "./proxy.ts";
 import { jscOptionsInEffect } from "./jsc.ts";
+import { trimExecutablePages } from "./trim.ts";
 import { holdSighup, onSighup } from "./sighup.ts";
 import { ConnCounters } from "./counters.ts";
 import { SharedRateLimiter } from "../firewall/shared-ratelimit.ts";
@@ -250,6 +251,9 @@ export async function runServer(configPath: string, onStarted?: (srv: RunningSer
     process.on("SIGTERM", () => stop("SIGTERM"));
     // Held since the entry point's first import (src/server/sighup.ts): one that arrived while starting reloads now.
     if (onSighup(() => srv.reload())) log.info("server.signal", { signal: "SIGHUP", held_during_start: true });
+    // Start-up is over (and the signals are ours): the code only it ran need not stay resident (src/server/trim.ts).
+    const trimmed = trimExecutablePages();
+    if (trimmed !== null) log.debug("server.trim", { mappings: trimmed.mappings, bytes: trimmed.bytes });
   });
 }
 
