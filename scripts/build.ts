@@ -29,6 +29,8 @@ const STALE = ["mcproxyctl"];
 
 /** Extra entry points compiled into the binary: the data-path worker thread's code. */
 const WORKER_ENTRIES = ["src/server/worker.ts"];
+/** `bun build --bytecode-order` profile, written by scripts/bytecode-order.ts (optional: a build without it works). */
+const BYTECODE_ORDER = path.join(ROOT, "scripts/bytecode-order.txt");
 
 /**
  * The version string injected into the binary: env MC_PROXY_VERSION if set,
@@ -62,6 +64,8 @@ export function buildBinary(version: string): { out: string; bytes: number } {
     const args = [
       // --bytecode alone implies CommonJS, which rejects top-level await: keep ESM.
       process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm",
+      // The bytecode the server runs, laid out together (scripts/bytecode-order.ts made the profile).
+      ...(fs.existsSync(BYTECODE_ORDER) ? ["--bytecode-order", BYTECODE_ORDER] : []),
       "--define", `MC_PROXY_VERSION=${JSON.stringify(version)}`,
       "--outfile", tmp, entry,
       // Worker threads' entry ([proxy] workers): embedded beside main.ts under the bundle root (src/server/workers.ts workerUrl).

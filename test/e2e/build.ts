@@ -1,7 +1,8 @@
 /**
  * The compiled binary under test: `ensureBinaries()` returns the path of
  * dist/mc-proxy, running `bun scripts/build.ts` first when it is missing or
- * older than any file in src/ (or package.json, or the build script), and of
+ * older than any file in src/ (or package.json, the build script or its
+ * bytecode-order profile), and of
  * a `mcproxyctl` symlink to it (.tmp/bin/mcproxyctl), the admin client's
  * installed name. Memoised per test process, so the e2e files share one build.
  */
@@ -54,6 +55,7 @@ export function ensureBinaries(): { mcProxy: string; ctl: string } {
     newestMtime(path.join(REPO, "src")),
     mtime(path.join(REPO, "package.json")),
     mtime(path.join(REPO, "scripts/build.ts")),
+    mtime(path.join(REPO, "scripts/bytecode-order.txt")),
   );
   if (mtime(MC_PROXY) < inputs) {
     const r = Bun.spawnSync([process.execPath, "scripts/build.ts"], {
