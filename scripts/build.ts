@@ -64,6 +64,9 @@ export function buildBinary(version: string): { out: string; bytes: number } {
     const args = [
       // --bytecode alone implies CommonJS, which rejects top-level await: keep ESM.
       process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm",
+      // A server reads its config, not whatever .env or bunfig.toml sits in its working directory
+      // (Bun's executables load both by default: a bunfig.toml can preload code).
+      "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
       // The bytecode the server runs, laid out together (scripts/bytecode-order.ts made the profile).
       ...(fs.existsSync(BYTECODE_ORDER) ? ["--bytecode-order", BYTECODE_ORDER] : []),
       "--define", `MC_PROXY_VERSION=${JSON.stringify(version)}`,

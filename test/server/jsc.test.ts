@@ -75,3 +75,17 @@ test("an option the operator set is left alone: no re-execution, the others stay
   expect(p.start.jsc).toEqual({ useGenerationalGC: "1", useConcurrentGC: "default" });
   expect(await p.stop()).toBe(0);
 });
+
+test("a .env or bunfig.toml in the working directory is not loaded by the binary (its environment is the kernel's)", async () => {
+  const { dir, cfg } = configDir();
+  writeFileSync(join(dir, ".env"), "BUN_JSC_useGenerationalGC=1\nMCP_DOTENV_PROBE=loaded\n");
+  writeFileSync(join(dir, "bunfig.toml"), `preload = ["./preload.ts"]\n`);
+  writeFileSync(join(dir, "preload.ts"), `process.stderr.write("PRELOADED\\n");\n`);
+  const p = await startServerProc(cfg, { cwd: dir, dir, env: baseEnv(), bin: ensureBinaries().mcProxy });
+  procs.push(p);
+  // Not in process.env either: the start line reports the options the re-execution set.
+  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0" });
+  expect(environOf(p.proc.pid).get("BUN_JSC_useGenerationalGC")).toBe("0");
+  expect(p.stderrText()).not.toContain("PRELOADED");
+  expect(await p.stop()).toBe(0);
+});
