@@ -204,6 +204,14 @@ export const H1_VALUE_MEMO_BYTES = 64;
  * 8-field head), and its strings, which the HPACK encoder has seen.
  */
 export const H1_HEAD_MEMO_BYTES = 1024;
+
+/**
+ * An L7 client connection keeps the last request head it had serialized for
+ * an HTTP/1.1 backend (from HTTP/2, or a head that could not pass through)
+ * up to this size, with its inputs: the next request with the same method,
+ * path, authority, framing and fields reuses the bytes.
+ */
+export const H1_REQUEST_HEAD_MEMO_BYTES = 2048;
 /** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
 export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 

@@ -50,6 +50,18 @@ export interface L7Context {
   onClose(summary: ConnSummary): void;
 }
 
+/** A request head serialized for an HTTP/1.1 backend and its inputs: the same inputs give the same bytes (never modified once built). */
+export interface H1HeadMemo {
+  method: string;
+  path: string;
+  authority: string;
+  body: string;
+  contentLength: number;
+  /** The request's field list (name, value, …) — compared element by element. */
+  fields: readonly string[];
+  head: Uint8Array;
+}
+
 /** What a protocol front (HTTP/1.1 or HTTP/2) does with the TLS socket's events once the handshake is done. */
 export interface ProtocolFront {
   onData(chunk: Uint8Array): void;
@@ -80,6 +92,8 @@ export class L7Conn implements TlsPeer {
   private closeBy = 0;
   /** The last request authority found to name this connection's SNI (forward.ts; null = none yet). */
   checkedAuthority: string | null = null;
+  /** The last HTTP/1.1 request head built for a backend from a parsed request, and what it was built from (forward.ts sendH1). */
+  lastH1Head: H1HeadMemo | null = null;
   /** The forwarding fields and the blank line that end a request head passed through to an HTTP/1.1 backend (see forward.ts). */
   private forwarded: Uint8Array | null = null;
   /** Bytes for the client the socket has not taken yet (see `send`). */

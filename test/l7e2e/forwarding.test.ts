@@ -8,6 +8,8 @@
  * dropped too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import http2 from "node:http2";
+import tls from "node:tls";
 import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, startRawBackend, tlsClient, type RawBackend, type SeenRequest, type ServerProc } from "./e2e.ts";
 
 let be: RawBackend;
@@ -105,3 +107,53 @@ test("the l7.request log line carries the path without its query string (tokens 
   expect(line.path).toBe("/logged");
   expect(JSON.stringify(p.logs)).not.toContain("s3cr3t");
 });
+
+describe("a request head reused on one HTTP/2 connection (forward.ts lastH1Head)", () => {
+  test("repeated requests give identical heads; a changed value, path or method gives its own", async () => {
+    const s = http2.connect(`https://a.test:${port}`, {
+      createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "a.test", ca: e2ePki().ca.certPem, ALPNProtocols: ["h2"] }),
+    });
+    const one = (method: string, path: string, v: string, body?: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = s.request({ ":method": method, ":path": path, "x-v": v, ...(body !== undefined ? { "content-length": String(body.length) } : {}) });
+        let status = 0;
+        req.on("response", (h) => (status = Number(h[":status"])));
+        req.on("data", () => {});
+        req.on("end", () => resolve(status));
+        req.on("error", reject);
+        req.end(body);
+      });
+    try {
+      const statuses = [];
+      statuses.push(await one("GET", "/memo-a", "1"));
+      statuses.push(await one("GET", "/memo-a", "1"));
+      statuses.push(await one("GET", "/memo-a", "2"));
+      statuses.push(await one("GET", "/memo-b", "2"));
+      statuses.push(await one("POST", "/memo-b", "2", "hello"));
+      statuses.push(await one("GET", "/memo-b", "2"));
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+    } finally {
+      s.close();
+    }
+    const seen = be.seen.filter((r) => r.path.startsWith("/memo-"));
+    expect(seen.map((r) => `${r.method} ${r.path} ${r.headers.get("x-v")}`)).toEqual([
+      "GET /memo-a 1",
+      "GET /memo-a 1",
+      "GET /memo-a 2",
+      "GET /memo-b 2",
+      "POST /memo-b 2",
+      "GET /memo-b 2",
+    ]);
+    expect(seen[1]!.rawHead).toBe(seen[0]!.rawHead);
+    expect(seen[2]!.rawHead).not.toBe(seen[1]!.rawHead);
+    expect(seen[4]!.headers.get("content-length")).toEqual(["5"]);
+    expect(seen[4]!.body.toString()).toBe("hello");
+    expect(seen[5]!.headers.get("content-length")).toBeUndefined();
+    for (const r of seen) checkForwarding(r);
+  });
+});
+
+function checkForwarding(seen: SeenRequest): void {
+  expect(seen.headers.get("x-forwarded-for")).toEqual(["127.0.0.1"]);
+  expect(seen.headers.get("host")).toEqual([`a.test:${port}`]);
+}
