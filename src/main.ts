@@ -137,6 +137,7 @@ if (import.meta.main) {
   const argv = process.argv.slice(2);
   // `server` runs with its own garbage-collector options (src/server/jsc.ts): set before the
   // runtime starts, so the process re-executes itself once with them (returns if it does not).
-  if (argv[0] === "server" && !argv.includes("--help") && !argv.includes("-h")) reexecWithJscOptions();
-  process.exit(await (invokedName() === CTL_NAME ? runCtl(argv) : runMain(argv)));
+  const ctl = invokedName() === CTL_NAME;
+  if (!ctl && argv[0] === "server" && !argv.includes("--help") && !argv.includes("-h")) reexecWithJscOptions();
+  process.exit(await (ctl ? runCtl(argv) : runMain(argv)));
 }

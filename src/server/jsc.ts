@@ -26,12 +26,6 @@ export const SERVER_JSC_OPTIONS: Readonly<Record<string, string>> = {
   BUN_JSC_useConcurrentGC: "0",
 };
 
-/** Whether the environment already names one of the options (then the process runs as it is). */
-export function jscOptionsChosen(env: NodeJS.ProcessEnv = process.env): boolean {
-  for (const k of Object.keys(SERVER_JSC_OPTIONS)) if (env[k] !== undefined) return true;
-  return false;
-}
-
 /** For the server.start line: the options' values in this process ("default" when unset). */
 export function jscOptionsInEffect(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
@@ -57,7 +51,6 @@ function items(buf: Buffer): number[] {
  * Linux, no /proc or libc, execve failed), for a debug log line.
  */
 export function reexecWithJscOptions(): string {
-  if (jscOptionsChosen()) return "options already in the environment";
   if (process.platform !== "linux") return "not Linux";
   let argv: Buffer;
   let environ: Buffer;
@@ -68,6 +61,10 @@ export function reexecWithJscOptions(): string {
   } catch {
     return "no /proc";
   }
+  // Decided on the kernel's environment, not process.env: whatever the runtime does with
+  // BUN_JSC_* in process.env, a process started with them never re-executes (no loop).
+  const names = new Set(environ.toString("latin1").split("\0").map((kv) => kv.slice(0, kv.indexOf("="))));
+  if (Object.keys(SERVER_JSC_OPTIONS).some((k) => names.has(k))) return "options already in the environment";
   let execve: (path: Uint8Array, argv: BigUint64Array, envp: BigUint64Array) => number;
   try {
     const lib = dlopen("libc.so.6", { execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } });
