@@ -20,8 +20,8 @@
  * Process-wide on purpose: the limit and the descriptor table are per
  * process, whatever number of servers run in it (tests run several).
  */
-import { dlopen, FFIType } from "bun:ffi";
 import { readdirSync, readFileSync, statSync } from "node:fs";
+import { libc } from "./libc.ts";
 import { FD_MEASURE_MAX_CPU_SHARE, FD_MEASURE_MS, FD_PER_CONNECTION, FD_RESERVE_FRACTION, FD_RESERVE_MIN, FD_WARN_INTERVAL_MS } from "../limits.ts";
 
 export interface FdLimit {
@@ -33,31 +33,11 @@ export interface FdLimit {
 const RLIMIT_NOFILE = 7;
 const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
 
-type Libc = { getrlimit(res: number, buf: BigUint64Array): number; setrlimit(res: number, buf: BigUint64Array): number };
-let libc: Libc | null | undefined;
-/** getrlimit/setrlimit from libc through bun:ffi; null when unavailable (not Linux, no glibc). */
-function rlimitCalls(): Libc | null {
-  if (libc !== undefined) return libc;
-  libc = null;
-  if (process.platform !== "linux") return libc;
-  try {
-    // Opened lazily: a failure here only costs the raise, never the start.
-    const lib = dlopen("libc.so.6", {
-      getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-      setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    });
-    libc = lib.symbols as unknown as Libc;
-  } catch {
-    libc = null;
-  }
-  return libc;
-}
-
 const rlimNumber = (v: bigint): number => (v === RLIM_INFINITY ? Infinity : Number(v));
 
 /** The process's descriptor limit, or null if it cannot be read. */
 export function readFdLimit(): FdLimit | null {
-  const c = rlimitCalls();
+  const c = libc();
   if (c) {
     const buf = new BigUint64Array(2);
     if (c.getrlimit(RLIMIT_NOFILE, buf) === 0) return { soft: rlimNumber(buf[0]!), hard: rlimNumber(buf[1]!) };
@@ -77,7 +57,7 @@ export function readFdLimit(): FdLimit | null {
 
 /** Sets the soft descriptor limit (the hard one unchanged); true on success. */
 export function setFdSoftLimit(soft: number): boolean {
-  const c = rlimitCalls();
+  const c = libc();
   const cur = readFdLimit();
   if (!c || !cur) return false;
   const big = (v: number) => (v === Infinity ? RLIM_INFINITY : BigInt(v));

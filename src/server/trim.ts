@@ -14,8 +14,8 @@
  * Lossless by construction: a mapping with any copied-on-write page (e.g.
  * RELRO after relocation) is left alone.
  */
-import { dlopen, FFIType } from "bun:ffi";
 import { readFileSync } from "node:fs";
+import { libc } from "../net/libc.ts";
 
 const MADV_DONTNEED = 4;
 
@@ -74,18 +74,13 @@ export function trimExecutablePages(): TrimResult | null {
   } catch {
     return null;
   }
-  let madvise: (addr: number, length: number, advice: number) => number;
-  try {
-    const lib = dlopen("libc.so.6", { madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 } });
-    madvise = lib.symbols.madvise as unknown as typeof madvise;
-  } catch {
-    return null;
-  }
+  const c = libc();
+  if (c === null) return null;
   const r: TrimResult = { mappings: 0, bytes: 0 };
-  for (const c of trimCandidates(smaps)) {
-    if (madvise(c.start, c.length, MADV_DONTNEED) !== 0) continue;
+  for (const m of trimCandidates(smaps)) {
+    if (c.madvise(m.start, m.length, MADV_DONTNEED) !== 0) continue;
     r.mappings++;
-    r.bytes += c.rss;
+    r.bytes += m.rss;
   }
   return r;
 }
