@@ -39,12 +39,14 @@ interface BufferMethods {
   latin1Slice(this: Uint8Array, start: number, end: number): string;
   indexOf(this: Uint8Array, value: Uint8Array | number, byteOffset: number): number;
   copy(this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number): number;
+  compare(this: Uint8Array, target: Uint8Array, targetStart: number, targetEnd: number, sourceStart: number, sourceEnd: number): number;
 }
 // Buffer's native methods work on any Uint8Array under Bun (checked), so callers may pass either.
 const bufferProto = Buffer.prototype as unknown as BufferMethods;
 const nativeLatin1Slice = bufferProto.latin1Slice;
 const nativeIndexOf = bufferProto.indexOf;
 const nativeCopy = bufferProto.copy;
+const nativeCompare = bufferProto.compare;
 
 /**
  * Copies `src[start, end)` to `dst` at `at`; returns the bytes copied. One
@@ -53,6 +55,17 @@ const nativeCopy = bufferProto.copy;
  */
 export function copyRange(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number): number {
   return nativeCopy.call(src, dst, at, start, end);
+}
+
+/** Whether buf[start, start + a.length) (which must exist) holds the bytes of `a`: one native compare from offsets, no view. */
+export function rangeEquals(a: Uint8Array, buf: Uint8Array, start: number): boolean {
+  return nativeCompare.call(a, buf, start, start + a.length, 0, a.length) === 0;
+}
+
+/** Whether a[0, n) and buf[start, start + n) are the same bytes: a JS loop, cheaper than a native call for short values. Shared with the HTTP/2 codec. */
+export function sameBytes(a: Uint8Array, buf: Uint8Array, start: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[i] !== buf[start + i]) return false;
+  return true;
 }
 
 /** buf[start, end) as a latin1 string (one native call). */
@@ -184,11 +197,7 @@ export class ValueMemo {
   value(k: number, buf: Uint8Array, start: number, end: number): string {
     const n = end - start;
     const prev = this.bytes[k];
-    if (prev !== undefined && prev.length === n) {
-      let i = 0;
-      while (i < n && prev[i] === buf[start + i]) i++;
-      if (i === n) return this.strings[k]!;
-    }
+    if (prev !== undefined && prev.length === n && sameBytes(prev, buf, start, n)) return this.strings[k]!;
     const s = latin1(buf, start, end);
     if (n <= H1_VALUE_MEMO_BYTES) {
       // Own copies (a view would keep the whole socket chunk alive; a substring, the whole head).

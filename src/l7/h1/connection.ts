@@ -16,14 +16,11 @@ import type { Socket, SocketHandler } from "bun";
 import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
 import { H1_HEAD_MEMO_BYTES } from "../../limits.ts";
-import { ValueMemo } from "./bytes.ts";
+import { rangeEquals, ValueMemo } from "./bytes.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
 import { H1_DEFAULT_LIMITS, H1_MAX_HEAD_BYTES } from "./bounds.ts";
 import { clientHandshakeError, type DialClient, dialTcp, type PendingDial, startTls } from "./dial.ts";
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
-
-/** Buffer.prototype.compare takes any Uint8Array as `this` and target, with offsets (no views). */
-const bufferCompare = Buffer.prototype.compare;
 
 /** What a connection needs from its pool: where to go when free or closed. */
 export interface ConnOwner {
@@ -401,7 +398,7 @@ export class BackendConn implements DialClient {
     const prev = this.prevHead;
     if (prev !== null && this.prevMethod === method && this.prevLazy === lazy) {
       const n = prev.length;
-      if (end - start >= n && bufferCompare.call(this.prevBytes as Uint8Array, buf, start, start + n, 0, n) === 0) return prev;
+      if (end - start >= n && rangeEquals(this.prevBytes as Uint8Array, buf, start)) return prev;
     }
     const r = parseResponseHead(buf, start, end, method, H1_DEFAULT_LIMITS, lazy, this.memo);
     if (r.kind === "response" && r.length <= H1_HEAD_MEMO_BYTES) {

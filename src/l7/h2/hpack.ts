@@ -27,6 +27,7 @@
  */
 
 import { asBuffer, ByteWriter, latin1 } from "./bytes.ts";
+import { sameBytes } from "../h1/bytes.ts";
 import { connError, H2_ERROR, H2Error } from "./errors.ts";
 import { isValidFieldName, isValidFieldValue } from "./headers.ts";
 import { huffmanDecode, huffmanEncode, huffmanLength } from "./huffman.ts";
@@ -476,21 +477,11 @@ export class HpackDecoder {
     }
     const memos = (this.literals ??= []);
     let m = memos[index];
-    if (m !== undefined && m.first === first && m.len === len) {
-      const bytes = m.bytes;
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (bytes[i] !== src[start + i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) {
-        this.p = start + len;
-        this.strLen = m.strLen;
-        this.literalValid = m.valid;
-        return m.value;
-      }
+    if (m !== undefined && m.first === first && m.len === len && sameBytes(m.bytes, src, start, len)) {
+      this.p = start + len;
+      this.strLen = m.strLen;
+      this.literalValid = m.valid;
+      return m.value;
     }
     this.p = at;
     const value = this.readString(true);
