@@ -42,8 +42,12 @@ function oid(dotted: string): Uint8Array {
   return der(0x06, Buffer.from(out));
 }
 
-function positiveInteger(b: Uint8Array): Uint8Array {
-  return der(0x02, b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
+/** A non-negative DER INTEGER from big-endian bytes: minimal (no leading zero octet unless the next has its high bit set), as BoringSSL requires. */
+export function positiveInteger(b: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0) i++;
+  const m = b.subarray(i);
+  return der(0x02, m[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), m]) : m);
 }
 
 /** UTCTime (YYMMDDHHMMSSZ) until 2049, GeneralizedTime after, as RFC 5280 §4.1.2.5 asks. */
