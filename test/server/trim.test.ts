@@ -26,25 +26,24 @@ const vma = (range: string, perms: string, path: string, kb: { rss: number; anon
     `Swap:              ${kb.swap ?? 0} kB`,
   ].join("\n");
 
-test("only private read-only file mappings whose every page is the file's are dropped", () => {
+test("only the executable's private read-only mappings whose every page is the file's are dropped", () => {
   const smaps = [
     vma("00200000-01a38000", "r--p", "/usr/bin/mc-proxy", { rss: 5792 }),
     // Page-cache pages not yet written back show as Private_Dirty: still the file's.
     vma("01a40000-06836000", "r-xp", "/usr/bin/mc-proxy", { rss: 25080, dirty: 25080 }),
     vma("06836000-0684a000", "rw-p", "/usr/bin/mc-proxy", { rss: 80 }), // writable
     vma("0684a000-06852000", "r--p", "/usr/bin/mc-proxy", { rss: 32, anon: 12 }), // RELRO: relocated copies
-    vma("7f0000000000-7f0000100000", "r--p", "/usr/lib/x86_64-linux-gnu/libc.so.6", { rss: 160 }),
-    vma("7f0000200000-7f0000300000", "r--s", "/srv/geoip.mmdb", { rss: 400 }), // shared
-    vma("7f0000400000-7f0000500000", "r--p", "/srv/swapped", { rss: 8, swap: 4 }),
+    vma("7f0000000000-7f0000100000", "r--p", "/usr/lib/x86_64-linux-gnu/libc.so.6", { rss: 160 }), // another file: could be unmapped meanwhile
+    vma("7f0000200000-7f0000300000", "r--s", "/usr/bin/mc-proxy", { rss: 400 }), // shared
+    vma("7f0000400000-7f0000500000", "r--p", "/usr/bin/mc-proxy", { rss: 8, swap: 4 }),
     vma("7f0000600000-7f0000700000", "r--p", "/dev/zero", { rss: 8 }),
     vma("7f0000800000-7f0000900000", "r-xp", "", { rss: 64 }), // anonymous
-    vma("7f0000a00000-7f0000b00000", "r-xp", "/usr/lib/libz.so", { rss: 0 }), // nothing resident
+    vma("7f0000a00000-7f0000b00000", "r-xp", "/usr/bin/mc-proxy", { rss: 0 }), // nothing resident
     vma("7ffd00000000-7ffd00002000", "r-xp", "[vdso]", { rss: 8 }),
   ].join("\n");
-  expect(trimCandidates(smaps)).toEqual([
+  expect(trimCandidates(smaps, "/usr/bin/mc-proxy")).toEqual([
     { start: 0x200000, length: 0x1a38000 - 0x200000, rss: 5792 * 1024 },
     { start: 0x1a40000, length: 0x6836000 - 0x1a40000, rss: 25080 * 1024 },
-    { start: 0x7f0000000000, length: 0x100000, rss: 160 * 1024 },
   ]);
 });
 
