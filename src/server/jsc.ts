@@ -2,11 +2,12 @@
  * The JavaScriptCore options `server` runs with (ARCHITECTURE.md, "Garbage
  * collector"). JSC reads its options once, from `BUN_JSC_*` environment
  * variables, before any JavaScript runs; nothing can change them later. So
- * `server` starts, and — unless the environment already names one of these
- * options (the operator's choice wins) — replaces its own process image with
- * the same program, the same arguments and the same environment plus the
- * options (execve(2) on /proc/self/exe: same pid, same descriptors, no child
- * process). Costs one more runtime start-up (tens of milliseconds).
+ * `server` starts, and — unless the environment already names every one of
+ * these options — replaces its own process image with the same program, the
+ * same arguments and the same environment plus the options it does not name
+ * (an operator's value for any of them wins) (execve(2) on /proc/self/exe:
+ * same pid, same descriptors, no child process). Costs one more runtime
+ * start-up (tens of milliseconds).
  *
  * Why these options: JSC's generational, concurrent collector promotes every
  * object alive at an eden collection. A proxy always has requests in flight,
@@ -16,15 +17,22 @@
  * CPU per request −15 % with generational off, −25 % with concurrent marking
  * off too; peak RSS under HTTP/2 load −12 to −20 MiB; longest pause 8.5 →
  * 13.7 ms (request latency p100 unchanged: 45 vs 37 ms).
+ *
+ * Why no FTL (JSC's fourth tier): what it compiled, and what compiling it
+ * took, stayed resident — peak RSS under load −8 to −10 MiB without it (W5
+ * 64–67 → 56–58, W4 73–75 → 63–66, W4h1 75–78 → 70–71), for a CPU cost per
+ * request that alternating runs could not tell from noise (the proxy's
+ * JavaScript is short functions over bytes; DFG code is as good for them).
  */
 import { ptr } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { libc } from "../net/libc.ts";
 
-/** Added to the environment of a `server` process (unless any of them is set already). */
+/** Added to the environment of a `server` process, each unless the environment names it already. */
 export const SERVER_JSC_OPTIONS: Readonly<Record<string, string>> = {
   BUN_JSC_useGenerationalGC: "0",
   BUN_JSC_useConcurrentGC: "0",
+  BUN_JSC_useFTLJIT: "0",
 };
 
 /** For the server.start line: the options' values in this process ("default" when unset). */
@@ -63,12 +71,13 @@ export function reexecWithJscOptions(): string {
     return "no /proc";
   }
   // Decided on the kernel's environment, not process.env: whatever the runtime does with
-  // BUN_JSC_* in process.env, a process started with them never re-executes (no loop).
+  // BUN_JSC_* in process.env, a process started with all of them never re-executes (no loop).
   const names = new Set(environ.toString("latin1").split("\0").map((kv) => kv.slice(0, kv.indexOf("="))));
-  if (Object.keys(SERVER_JSC_OPTIONS).some((k) => names.has(k))) return "options already in the environment";
+  const missing = Object.entries(SERVER_JSC_OPTIONS).filter(([k]) => !names.has(k));
+  if (missing.length === 0) return "options already in the environment";
   const c = libc();
   if (c === null) return "no libc";
-  const added = Buffer.from(Object.entries(SERVER_JSC_OPTIONS).map(([k, v]) => `${k}=${v}\0`).join(""), "latin1");
+  const added = Buffer.from(missing.map(([k, v]) => `${k}=${v}\0`).join(""), "latin1");
   const pointers = (buf: Buffer, at: number[], extra: number): BigUint64Array => {
     const base = buf.length > 0 ? ptr(buf) : 0;
     const out = new BigUint64Array(at.length + extra + 1); // NULL-terminated

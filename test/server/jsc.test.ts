@@ -1,8 +1,8 @@
 /**
  * `server` runs with its own JavaScriptCore options (src/server/jsc.ts): the
  * process re-executes itself once with them in its environment — same pid,
- * same arguments, the rest of the environment unchanged — unless the
- * operator's environment already names one of them.
+ * same arguments, the rest of the environment unchanged — adding each option
+ * the operator's environment does not already name.
  */
 import { afterAll, afterEach, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -56,23 +56,37 @@ for (const kind of ["binary", "source"] as const) {
     const e = environOf(p.proc.pid);
     expect(e.get("BUN_JSC_useGenerationalGC")).toBe("0");
     expect(e.get("BUN_JSC_useConcurrentGC")).toBe("0");
+    expect(e.get("BUN_JSC_useFTLJIT")).toBe("0");
     expect(e.get("MCP_JSC_TEST_MARK")).toBe("kept value = é");
     expect(argvOf(p.proc.pid).slice(-3)).toEqual(["server", "-c", cfg]);
-    expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0" });
+    expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0", useFTLJIT: "0" });
     expect(p.logs.filter((l) => l.event === "server.start").length).toBe(1);
     expect(await p.stop()).toBe(0);
   });
 }
 
-test("an option the operator set is left alone: no re-execution, the others stay at JSC's default", async () => {
+test("an option the operator set is left alone; the ones not set are added", async () => {
   const { dir, cfg } = configDir();
-  const env = { ...baseEnv(), BUN_JSC_useGenerationalGC: "1" };
+  const env = { ...baseEnv(), BUN_JSC_useConcurrentGC: "1" };
   const p = await startServerProc(cfg, { cwd: dir, dir, env, bin: ensureBinaries().mcProxy });
   procs.push(p);
   const e = environOf(p.proc.pid);
-  expect(e.get("BUN_JSC_useGenerationalGC")).toBe("1");
-  expect(e.has("BUN_JSC_useConcurrentGC")).toBe(false);
-  expect(p.start.jsc).toEqual({ useGenerationalGC: "1", useConcurrentGC: "default" });
+  expect(e.get("BUN_JSC_useConcurrentGC")).toBe("1");
+  expect(e.get("BUN_JSC_useGenerationalGC")).toBe("0");
+  expect(e.get("BUN_JSC_useFTLJIT")).toBe("0");
+  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "1", useFTLJIT: "0" });
+  expect(await p.stop()).toBe(0);
+});
+
+test("with every option set by the operator nothing is added (and nothing loops)", async () => {
+  const { dir, cfg } = configDir();
+  const env = { ...baseEnv(), BUN_JSC_useGenerationalGC: "1", BUN_JSC_useConcurrentGC: "1", BUN_JSC_useFTLJIT: "1" };
+  const p = await startServerProc(cfg, { cwd: dir, dir, env, bin: ensureBinaries().mcProxy });
+  procs.push(p);
+  const e = environOf(p.proc.pid);
+  expect([e.get("BUN_JSC_useGenerationalGC"), e.get("BUN_JSC_useConcurrentGC"), e.get("BUN_JSC_useFTLJIT")]).toEqual(["1", "1", "1"]);
+  expect(p.start.jsc).toEqual({ useGenerationalGC: "1", useConcurrentGC: "1", useFTLJIT: "1" });
+  expect(p.logs.filter((l) => l.event === "server.start").length).toBe(1);
   expect(await p.stop()).toBe(0);
 });
 
@@ -84,7 +98,7 @@ test("a .env or bunfig.toml in the working directory is not loaded by the binary
   const p = await startServerProc(cfg, { cwd: dir, dir, env: baseEnv(), bin: ensureBinaries().mcProxy });
   procs.push(p);
   // Not in process.env either: the start line reports the options the re-execution set.
-  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0" });
+  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0", useFTLJIT: "0" });
   expect(environOf(p.proc.pid).get("BUN_JSC_useGenerationalGC")).toBe("0");
   expect(p.stderrText()).not.toContain("PRELOADED");
   expect(await p.stop()).toBe(0);
