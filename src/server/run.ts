@@ -24,6 +24,7 @@ import { listenHostname, ProxyServer } from "./proxy.ts";
 import { jscOptionsInEffect } from "./jsc.ts";
 import { trimExecutablePages } from "./trim.ts";
 import { holdSighup, onSighup } from "./sighup.ts";
+import { holdStopSignals, onStopSignal } from "./stopsignal.ts";
 import { ConnCounters } from "./counters.ts";
 import { SharedRateLimiter } from "../firewall/shared-ratelimit.ts";
 import { CertIds, takeSnapshot } from "../state/replica.ts";
@@ -240,15 +241,14 @@ export async function startServer(configPath: string): Promise<RunningServer> {
  */
 export async function runServer(configPath: string, onStarted?: (srv: RunningServer) => void): Promise<number> {
   holdSighup(); // normally already held by the entry point; a SIGHUP while starting must not kill us
+  holdStopSignals(); // a SIGTERM while starting drains once started (src/server/stopsignal.ts)
   const srv = await startServer(configPath);
   onStarted?.(srv);
   return await new Promise<number>((resolve) => {
-    const stop = (sig: string) => {
-      log.info("server.signal", { signal: sig });
+    onStopSignal((signal, held) => {
+      log.info("server.signal", held ? { signal, held_during_start: true } : { signal });
       srv.shutdown().then(() => resolve(0));
-    };
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
+    });
     // Held since the entry point's first import (src/server/sighup.ts): one that arrived while starting reloads now.
     if (onSighup(() => srv.reload())) log.info("server.signal", { signal: "SIGHUP", held_during_start: true });
     // Start-up is over (and the signals are ours): the code only it ran need not stay resident (src/server/trim.ts).
