@@ -104,7 +104,7 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
   if (c !== null && c.kind === "http1" && req.raw !== null) {
     // The common HTTP/1.1 → HTTP/1.1 case: the client's head as it is, plus our forwarding fields.
     const head = copyWithout(req.raw, req.rawStart, req.rawEnd, req.rawDrop, conn.forwardedFields);
-    return sendH1Head(ex, c.pool, target, req, head, () => pool.connectFailed(target));
+    return sendH1Head(ex, c.pool, target, req, head, pool);
   }
   const authority = req.authority === "" ? target.defaultAuthority : req.authority;
   if (c) dispatch(conn, ex, c, pool, target, req, authority);
@@ -129,10 +129,9 @@ function answer(ex: Exchange, front: FrontSide, status: number, text: string): v
 /** Sends the request to the chosen client; the backend's field list (req.fields filtered, plus ours) is built straight into the head's list. */
 function dispatch(conn: L7Conn, ex: Exchange, c: Client, pool: BackendPool, target: BackendTarget, req: RequestIn, authority: string): void {
   if (ex.finished) return;
-  // An unreachable auto backend is probed again next time.
-  const connectFailed = () => pool.connectFailed(target);
-  if (c.kind === "http1") sendH1(conn, ex, c.pool, target, req, authority, connectFailed);
-  else sendH2(ex, c.client, target, req, authority, conn.ctx.client.address, connectFailed);
+  // `pool`: an unreachable auto backend is probed again next time (pool.connectFailed).
+  if (c.kind === "http1") sendH1(conn, ex, c.pool, target, req, authority, pool);
+  else sendH2(ex, c.client, target, req, authority, conn.ctx.client.address, pool);
 }
 
 // ---------------------------------------------------------------- HTTP/1.1 backends
@@ -141,12 +140,12 @@ const BODY_501_CONNECT = "501 Not Implemented: CONNECT is not proxied\n";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-function sendH1(conn: L7Conn, ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, authority: string, connectFailed: () => void): void {
+function sendH1(conn: L7Conn, ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, authority: string, backends: BackendPool): void {
   // Clients repeat their requests (HTTP/2 ones field for field, out of HPACK's table): the same
   // inputs on this connection reuse the head built last time (~0.5 µs of fields and serializing).
   const m = conn.lastH1Head;
   if (m !== null && m.method === req.method && m.path === req.path && m.authority === authority && m.body === req.body && m.contentLength === req.contentLength && sameFields(m.fields, req.fields)) {
-    return sendH1Head(ex, pool, target, req, m.head, connectFailed);
+    return sendH1Head(ex, pool, target, req, m.head, backends);
   }
   const hf = backendRequestFields(req.fields, conn.ctx.client.address, ["host", authority]);
   if (req.body === "length") hf.push("content-length", String(req.contentLength));
@@ -157,7 +156,7 @@ function sendH1(conn: L7Conn, ex: Exchange, pool: H1Pool, target: BackendTarget,
     // A copy of the list: the memo must not depend on whether a front reuses its arrays.
     conn.lastH1Head = { method: req.method, path: req.path, authority, body: req.body, contentLength: req.contentLength, fields: req.fields.slice(), head };
   }
-  sendH1Head(ex, pool, target, req, head, connectFailed);
+  sendH1Head(ex, pool, target, req, head, backends);
 }
 
 function sameFields(a: readonly string[], b: readonly string[]): boolean {
@@ -167,11 +166,10 @@ function sameFields(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** Sends a serialized request head (its framing field matching `req.body`) and attaches the exchange. */
-function sendH1Head(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, head: Uint8Array, connectFailed: () => void): void {
+function sendH1Head(ex: Exchange, pool: H1Pool, target: BackendTarget, req: RequestIn, head: Uint8Array, backends: BackendPool): void {
   const body = req.body === "none" ? NO_BODY : req.body === "length" ? { kind: "length" as const, length: req.contentLength } : CHUNKED;
-  const side = new H1Side(ex, req.method, connectFailed);
+  const side = new H1Side(ex, req.method, backends, target);
   side.x = pool.request(target, req.method, head, body, side, req.body === "none" && IDEMPOTENT.has(req.method));
-  side.x.onWritable = () => ex.backendWritable();
   ex.attach(side, "http1");
 }
 
@@ -185,7 +183,8 @@ class H1Side implements ResponseSink, BackendStream {
   constructor(
     private readonly ex: Exchange,
     private readonly method: string,
-    private readonly connectFailed: () => void,
+    private readonly backends: BackendPool,
+    private readonly target: BackendTarget,
   ) {}
 
   wantsRawHead(): boolean {
@@ -210,8 +209,11 @@ class H1Side implements ResponseSink, BackendStream {
   }
   onError(e: BackendError): void {
     const connect = e.kind === "connect" || e.kind === "timeout_connect";
-    if (connect) this.connectFailed();
+    if (connect) this.backends.connectFailed(this.target);
     this.ex.onError({ connect, code: e.code, message: e.message });
+  }
+  onWritable(): void {
+    this.ex.backendWritable();
   }
   write(chunk: Uint8Array): boolean {
     return this.x!.write(chunk);
@@ -229,12 +231,12 @@ class H1Side implements ResponseSink, BackendStream {
 
 // ---------------------------------------------------------------- HTTP/2 backends
 
-function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, connectFailed: () => void): void {
+function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, backends: BackendPool): void {
   const f = backendRequestFields(req.fields, clientIp, [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path]);
   if (req.body === "length") f.push("content-length", String(req.contentLength));
   client.stream(f, req.body === "none", (s, err) => {
     if (s === null) {
-      if (err!.connect) connectFailed();
+      if (err!.connect) backends.connectFailed(target);
       return ex.onError(err!);
     }
     if (ex.finished) return s.reset(H2_ERROR.CANCEL);
@@ -251,20 +253,21 @@ class H2Side implements BackendStream {
   private uncredited = 0;
 
   constructor(
-    ex: Exchange,
+    readonly ex: Exchange,
     private readonly s: H2Stream,
   ) {
-    s.onResponse = (status, fields, endStream) => {
-      const cl = field(fields, "content-length");
-      ex.onHead(status, clientResponseFields(fields, true), endStream, cl === undefined ? -1 : Number(cl));
-    };
-    s.onData = (chunk) => {
-      if (ex.onData(chunk) && this.uncredited === 0) s.consumed(chunk.byteLength);
-      else this.uncredited += chunk.byteLength;
-    };
-    s.onEnd = (trailers) => ex.onEnd(trailers ? clientResponseFields(trailers, false) : EMPTY_FIELDS);
-    s.onReset = (code, reason) => ex.onError({ connect: false, code: `H2_${code}`, message: `backend reset the stream (${reason})` });
-    s.onWritable = () => ex.backendWritable();
+    // Shared functions, this = the stream (no closures per stream: src/l7/h2/stream.ts).
+    s.context = this;
+    s.onResponse = sideOnResponse;
+    s.onData = sideOnData;
+    s.onEnd = sideOnEnd;
+    s.onReset = sideOnReset;
+    s.onWritable = sideOnWritable;
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.ex.onData(chunk) && this.uncredited === 0) this.s.consumed(chunk.byteLength);
+    else this.uncredited += chunk.byteLength;
   }
 
   write(chunk: Uint8Array): boolean {
@@ -282,6 +285,23 @@ class H2Side implements BackendStream {
   cancel(): void {
     this.s.reset(H2_ERROR.CANCEL);
   }
+}
+
+function sideOnResponse(this: H2Stream, status: number, fields: string[], endStream: boolean): void {
+  const cl = field(fields, "content-length");
+  (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, true), endStream, cl === undefined ? -1 : Number(cl));
+}
+function sideOnData(this: H2Stream, chunk: Uint8Array): void {
+  (this.context as H2Side).onData(chunk);
+}
+function sideOnEnd(this: H2Stream, trailers: string[] | null): void {
+  (this.context as H2Side).ex.onEnd(trailers ? clientResponseFields(trailers, false) : EMPTY_FIELDS);
+}
+function sideOnReset(this: H2Stream, code: number, reason: string): void {
+  (this.context as H2Side).ex.onError({ connect: false, code: `H2_${code}`, message: `backend reset the stream (${reason})` });
+}
+function sideOnWritable(this: H2Stream): void {
+  (this.context as H2Side).ex.backendWritable();
 }
 
 const EMPTY_FIELDS: Fields = [];

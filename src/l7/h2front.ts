@@ -112,25 +112,33 @@ class H2StreamFront implements FrontSide {
     private readonly s: H2Stream,
     private readonly conn: L7Conn,
   ) {
-    s.onData = (chunk) => {
-      const ex = this.ex;
-      if (ex === null) {
-        (this.early ??= []).push(chunk.slice());
-        return;
-      }
-      ex.requestData(chunk);
-      if (this.paused) this.uncredited += chunk.byteLength;
-      else s.consumed(chunk.byteLength);
-    };
-    s.onEnd = (trailers) => {
-      if (this.ex === null) this.earlyEnd = trailers;
-      else this.ex.requestEnd(trailers);
-    };
-    s.onReset = () => {
-      this.reset = true;
-      this.finish(true);
-    };
-    s.onWritable = () => this.ex?.responseWritable();
+    // Shared functions, this = the stream (no closures per stream: src/l7/h2/stream.ts).
+    s.context = this;
+    s.onData = frontOnData;
+    s.onEnd = frontOnEnd;
+    s.onReset = frontOnReset;
+    s.onWritable = frontOnWritable;
+  }
+
+  onData(chunk: Uint8Array): void {
+    const ex = this.ex;
+    if (ex === null) {
+      (this.early ??= []).push(chunk.slice());
+      return;
+    }
+    ex.requestData(chunk);
+    if (this.paused) this.uncredited += chunk.byteLength;
+    else this.s.consumed(chunk.byteLength);
+  }
+
+  onEnd(trailers: string[] | null): void {
+    if (this.ex === null) this.earlyEnd = trailers;
+    else this.ex.requestEnd(trailers);
+  }
+
+  onReset(): void {
+    this.reset = true;
+    this.finish(true);
   }
 
   /** Starts the exchange, unless the client reset the stream in the read that opened it. */
@@ -217,4 +225,17 @@ class H2StreamFront implements FrontSide {
     this.conn.untrack(ex);
     ex.logDone();
   }
+}
+
+function frontOnData(this: H2Stream, chunk: Uint8Array): void {
+  (this.context as H2StreamFront).onData(chunk);
+}
+function frontOnEnd(this: H2Stream, trailers: string[] | null): void {
+  (this.context as H2StreamFront).onEnd(trailers);
+}
+function frontOnReset(this: H2Stream): void {
+  (this.context as H2StreamFront).onReset();
+}
+function frontOnWritable(this: H2Stream): void {
+  (this.context as H2StreamFront).ex?.responseWritable();
 }

@@ -69,6 +69,8 @@ export interface ResponseSink {
   onEnd(trailers: string[]): void;
   /** Failure; the exchange is over (no other callback follows). */
   onError(err: BackendError): void;
+  /** Optional: request body can flow again after write() returned false (called when the exchange's own `onWritable` is unset). */
+  onWritable?(): void;
 }
 
 export type BackendErrorKind = "connect" | "timeout_connect" | "closed" | "protocol";
@@ -92,7 +94,7 @@ export interface H1Exchange {
    * Request body bytes (framed here: Content-Length as is and counted, chunked
    * re-encoded). The chunk may be reused by the caller after the call. Returns
    * false when the bytes could not all go out (no connection yet, or the
-   * socket is full): wait for onWritable. After the exchange ended, a no-op.
+   * socket is full): wait for onWritable (this one, or the sink's when it is unset). After the exchange ended, a no-op.
    */
   write(chunk: Uint8Array): boolean;
   onWritable: (() => void) | null;

@@ -235,7 +235,7 @@ export class BackendConn implements DialClient {
     }
     if (data !== null && this.send(data, true) && ex.wantWritable) {
       ex.wantWritable = false;
-      ex.onWritable?.();
+      ex.writable();
     }
   }
 
@@ -279,7 +279,7 @@ export class BackendConn implements DialClient {
     const ex = this.ex;
     if (ex !== null && ex.wantWritable) {
       ex.wantWritable = false;
-      ex.onWritable?.();
+      ex.writable();
     }
   }
 
@@ -657,6 +657,12 @@ export class Exchange implements H1Exchange {
     readonly idempotent: boolean,
   ) {
     this.ended = body === B_NONE;
+  }
+
+  /** The request side can take bytes again: `onWritable`, else the sink's. */
+  writable(): void {
+    if (this.onWritable !== null) this.onWritable();
+    else this.sink.onWritable?.();
   }
 
   write(chunk: Uint8Array): boolean {

@@ -1016,7 +1016,7 @@ export class H2Session implements StreamHost {
       const onReset = s.onReset;
       s.onData = s.onEnd = s.onWritable = s.onReset = null;
       if (s.recv.held > 0) this.sendCredit(s, s.recv.held);
-      onReset?.(H2_ERROR.NO_ERROR, "response_complete");
+      onReset?.call(s, H2_ERROR.NO_ERROR, "response_complete");
     }
   }
 

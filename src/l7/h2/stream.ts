@@ -44,6 +44,9 @@ export type ClosedHow = (typeof CLOSED)[keyof typeof CLOSED];
 
 export class H2Stream {
   // --- application callbacks -------------------------------------------
+  // Called as methods of the stream (`this` is the stream): one function shared by every
+  // stream can find its own object in `context` instead of a closure per stream.
+
   /** A DATA payload (valid during the call only). Unset: bytes are dropped and credited back at once. */
   onData: ((chunk: Uint8Array) => void) | null = null;
   /** The peer finished its side: trailers (`[name, value, …]`) or null. Called once, after the last onData. */
@@ -71,7 +74,7 @@ export class H2Stream {
   neverIndexed: string[] | null = null;
   /** Client role: final response status, 0 until it arrives. */
   status = 0;
-  /** Anything the application wants to hang on the stream (e.g. its backend request). */
+  /** The application's object for this stream (what its callbacks act on), or anything it wants to hang on it. */
   context: unknown = null;
 
   // --- session-owned state -----------------------------------------------

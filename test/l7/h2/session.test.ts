@@ -149,6 +149,62 @@ describe("request and response between two sessions", () => {
     expect(p.client.openStreams).toBe(0);
   });
 
+  test("callbacks are called with the stream as `this` on every path (shared functions find their object in `context`)", async () => {
+    const seen: string[] = [];
+    function tag(this: H2Stream, what: string): void {
+      seen.push(`${(this.context as { name: string }).name}:${what}`);
+    }
+    const p = pair({
+      onStream(s) {
+        s.context = { name: "server" };
+        s.onData = function (this: H2Stream) {
+          tag.call(this, "data");
+        };
+        s.onEnd = function (this: H2Stream) {
+          tag.call(this, "end");
+          this.respond(200, [], false);
+          this.write(new Uint8Array(3));
+          this.end(null);
+        };
+      },
+    });
+    const c = p.client.request(POST, false)!;
+    c.context = { name: "client" };
+    c.onResponse = function (this: H2Stream) {
+      tag.call(this, "response");
+    };
+    c.onData = function (this: H2Stream, chunk: Uint8Array) {
+      tag.call(this, "data");
+      this.consumed(chunk.byteLength);
+    };
+    c.onEnd = function (this: H2Stream) {
+      tag.call(this, "end");
+    };
+    c.write(new Uint8Array(5));
+    c.end(null);
+    await settle();
+    expect(seen).toEqual(["server:data", "server:end", "client:response", "client:data", "client:end"]);
+
+    // onReset: the §8.1 "response complete" path (the session detaches the callbacks first), and a peer's reset.
+    seen.length = 0;
+    const q = pair({
+      onStream(s) {
+        s.context = { name: s.id === 1 ? "early" : "reset" };
+        s.onReset = function (this: H2Stream, _code: number, reason: string) {
+          tag.call(this, reason);
+        };
+        if (s.id === 1) s.respond(413, [], true);
+      },
+    });
+    q.client.request(POST, false)!;
+    await settle();
+    const r = q.client.request(POST, false)!;
+    await settle();
+    r.reset(H2_ERROR.CANCEL);
+    await settle();
+    expect(seen).toEqual(["early:response_complete", "reset:peer_reset"]);
+  });
+
   test("a complete response while the request body is still coming: the rest is read and dropped, credited, until the client ends it (§8.1)", async () => {
     let reason = "";
     const p = pair({
