@@ -233,3 +233,15 @@ export const WORKER_RESTART_WINDOW_MS = 60_000;
  * in well under a millisecond, so a healthy backend never comes near it.
  */
 export const FAST_DIAL_MAX_PENDING = 64;
+
+// ---------------------------------------------------------------- internal errors
+
+/**
+ * `server.handler_exception` lines (a socket handler threw: a bug, see
+ * src/net/socket-error.ts): at most this many at once, then
+ * HANDLER_EXCEPTION_LOG_PER_MINUTE; the rest are counted in the next line's
+ * `suppressed`. A bug that hostile input can trigger on every connection must
+ * not become a log flood (each line carries a stack).
+ */
+export const HANDLER_EXCEPTION_LOG_BURST = 10;
+export const HANDLER_EXCEPTION_LOG_PER_MINUTE = 10;

@@ -16,6 +16,7 @@
  *   client certificate, which we never ask for.
  */
 import type { Socket } from "bun";
+import { socketError } from "../net/socket-error.ts";
 import tls from "node:tls";
 import type { MinTls } from "../config/types.ts";
 import type { CertPair } from "../tls/certs.ts";
@@ -65,7 +66,7 @@ const handlers = {
     s.data.onClose(err);
   },
   error(s: TlsSock, err: Error) {
-    s.data.onClose(err);
+    socketError("l7.client", s, err, (e) => s.data.onClose(e));
   },
 };
 

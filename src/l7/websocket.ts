@@ -9,6 +9,7 @@
  *   closes: a refused upgrade never becomes a tunnel past the policies.
  */
 import type { Socket } from "bun";
+import { socketError } from "../net/socket-error.ts";
 import { Relay } from "../l4/relay.ts";
 import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
@@ -42,7 +43,7 @@ const backHandlers = {
     s.data.backendClosed(err);
   },
   error(s: BackSock, err: Error) {
-    s.data.backendClosed(err);
+    socketError("l7.websocket_backend", s, err, (e) => s.data.backendClosed(e));
   },
 };
 

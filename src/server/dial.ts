@@ -10,6 +10,7 @@
  * timed-out descriptor in SYN_SENT for ~2 minutes (SPEC §4 rev 3).
  */
 import type { Socket, SocketHandler } from "bun";
+import { socketError } from "../net/socket-error.ts";
 import { dialTcp, type DialClient, type DialHint } from "../l7/h1/dial.ts";
 import { parseHostPort } from "../net/addr.ts";
 import type { RouteRecord } from "../records.ts";
@@ -36,7 +37,7 @@ const backendHandlers = {
   end: (b: BackendSocket) => b.data.backendEnd(),
   drain: (b: BackendSocket) => b.data.backendDrain(),
   close: (b: BackendSocket, err?: Error) => b.data.backendClosed(err),
-  error: (b: BackendSocket, err: Error) => b.data.backendClosed(err),
+  error: (b: BackendSocket, err: Error) => socketError("backend", b, err, (e) => b.data.backendClosed(e)),
   connectError: (b: BackendSocket, err: Error) => b.data.backendClosed(err),
 };
 

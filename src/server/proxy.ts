@@ -12,6 +12,7 @@ import { L7Runtime } from "../l7/runtime.ts";
 import { SWEEP_MAX_MS, SWEEP_MIN_MS } from "../limits.ts";
 import { parseHostPort } from "../net/addr.ts";
 import { fdBudget } from "../net/fds.ts";
+import { socketError } from "../net/socket-error.ts";
 import { log } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import type { ListenerState, RouteTable } from "../state/state.ts";
@@ -62,7 +63,7 @@ function clientHandlers(lc: ListenerContext) {
       s.data?.stage.onClose(err);
     },
     error(s: Socket<Conn>, err: Error) {
-      s.data?.stage.onClose(err);
+      socketError("client", s, err, (e) => s.data?.stage.onClose(e));
     },
   };
 }

@@ -8,6 +8,7 @@
  * an idle session closes after idle_timeout.
  */
 import type { Socket, SocketHandler } from "bun";
+import { socketError } from "../../net/socket-error.ts";
 import { BACKEND_H2_MAX_CONNECTIONS, BACKEND_H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
 import { ALPN_H2, clientHandshakeError, dialTcp, startTls, type DialClient } from "../h1/dial.ts";
 import { H2Session, type H2Transport } from "../h2/session.ts";
@@ -143,7 +144,7 @@ const handlers: SocketHandler<H2Conn> = {
     s.data.onClosed(err);
   },
   error(s, err) {
-    s.data.onClosed(err);
+    socketError("l7.backend_h2", s, err, (e) => s.data.onClosed(e));
   },
 };
 

@@ -13,6 +13,7 @@
  * promises.
  */
 import type { Socket, SocketHandler } from "bun";
+import { socketError } from "../../net/socket-error.ts";
 import type { BackendTarget } from "../backend/target.ts";
 import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
 import { H1_HEAD_MEMO_BYTES } from "../../limits.ts";
@@ -97,7 +98,7 @@ export const CONN_HANDLERS: SocketHandler<BackendConn> = {
   },
   error(s, err) {
     // A sink callback threw, or an established TLS session failed: the connection is unusable.
-    s.data.onFatal(err);
+    socketError("l7.backend_http1", s, err, (e) => s.data.onFatal(e));
   },
 };
 
