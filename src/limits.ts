@@ -95,6 +95,18 @@ export const H1_CLIENT_MAX_QUEUED = 4 * BACKEND_H1_MAX_SOCKETS;
 export const H1_CLIENT_SWEEP_MIN_MS = 20;
 /** …nor less often than this, so a long idle timeout is still honoured to within a second. */
 export const H1_CLIENT_SWEEP_MAX_MS = 1000;
+/**
+ * Idle HTTP/1.1 backend connections beyond what traffic uses are closed
+ * progressively, as HAProxy does (`pool-purge-delay`, default 5 s): every
+ * H1_IDLE_PURGE_MS, half of the connections of a backend that stayed idle
+ * that whole period — past the first H1_IDLE_PURGE_KEEP — are closed, oldest
+ * first. A burst that opened hundreds (one per request in flight) no longer
+ * holds them, and the backend's worker slots, for idle_timeout (default 5 min);
+ * a steady load keeps every connection it uses, and a quiet backend keeps a
+ * few warm ones until idle_timeout.
+ */
+export const H1_IDLE_PURGE_MS = 5000;
+export const H1_IDLE_PURGE_KEEP = 4;
 
 // ---------------------------------------------------------------- HTTP/2 session (RFC 9113)
 

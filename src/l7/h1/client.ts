@@ -21,7 +21,7 @@
  * - No response timeout here: the caller owns `backend_timeout` and calls
  *   `cancel()`.
  */
-import { BACKEND_H1_MAX_SOCKETS, H1_CLIENT_MAX_QUEUED, H1_CLIENT_SWEEP_MAX_MS, H1_CLIENT_SWEEP_MIN_MS } from "../../limits.ts";
+import { BACKEND_H1_MAX_SOCKETS, H1_CLIENT_MAX_QUEUED, H1_CLIENT_SWEEP_MAX_MS, H1_CLIENT_SWEEP_MIN_MS, H1_IDLE_PURGE_KEEP, H1_IDLE_PURGE_MS } from "../../limits.ts";
 
 export { H1_CLIENT_MAX_QUEUED };
 import type { BackendTarget } from "../backend/target.ts";
@@ -37,6 +37,8 @@ export interface H1PoolOptions {
   connectTimeoutMs: number;
   /** An idle connection is closed after this long. */
   idleTimeoutMs: number;
+  /** Period of the purge of surplus idle connections (default H1_IDLE_PURGE_MS; see there). */
+  idlePurgeMs?: number;
   /** Written first on every new connection, before TLS (send_proxy_protocol); null = none. */
   proxyHeader: Uint8Array | null;
 }
@@ -189,6 +191,22 @@ class Route implements ConnOwner {
     }
   }
 
+  /**
+   * Closes half of the connections idle since before `since` (performance.now()
+   * time) beyond the first H1_IDLE_PURGE_KEEP, oldest first (see H1_IDLE_PURGE_MS).
+   */
+  purge(since: number): void {
+    const idle = this.idle;
+    let cold = 0;
+    while (cold < idle.length && idle[cold]!.idleSince <= since) cold++;
+    const excess = cold - H1_IDLE_PURGE_KEEP;
+    for (let n = excess > 0 ? Math.ceil(excess / 2) : 0; n > 0; n--) {
+      const c = idle.shift() as BackendConn;
+      this.pool.counters.idle--;
+      c.shut(false);
+    }
+  }
+
   /** Closes idle connections older than `cutoff` (performance.now() time). */
   sweep(cutoff: number): void {
     const idle = this.idle;
@@ -218,9 +236,12 @@ export class H1Pool {
   private readonly sweeper: ReturnType<typeof setInterval>;
   /** Connections with request bytes to write at the end of this event-loop turn (BackendConn.send). */
   private readonly deferred: BackendConn[] = [];
+  private readonly purgeMs: number;
+  private lastPurge = performance.now();
 
   constructor(private readonly opts: H1PoolOptions) {
-    const every = Math.min(H1_CLIENT_SWEEP_MAX_MS, Math.max(H1_CLIENT_SWEEP_MIN_MS, Math.floor(opts.idleTimeoutMs / 4)));
+    this.purgeMs = opts.idlePurgeMs ?? H1_IDLE_PURGE_MS;
+    const every = Math.min(H1_CLIENT_SWEEP_MAX_MS, this.purgeMs, Math.max(H1_CLIENT_SWEEP_MIN_MS, Math.floor(opts.idleTimeoutMs / 4)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
   }
@@ -294,9 +315,14 @@ export class H1Pool {
   }
 
   private sweep(): void {
-    const cutoff = performance.now() - this.opts.idleTimeoutMs;
+    const now = performance.now();
+    const cutoff = now - this.opts.idleTimeoutMs;
+    // Once a purge period has passed: what stayed idle since the previous purge is surplus.
+    const purgeSince = now - this.lastPurge >= this.purgeMs ? this.lastPurge : -1;
+    if (purgeSince >= 0) this.lastPurge = now;
     for (const [key, r] of this.routes) {
       r.sweep(cutoff);
+      if (purgeSince >= 0) r.purge(purgeSince);
       if (r.open === 0 && r.queue.length === 0) this.routes.delete(key);
     }
   }

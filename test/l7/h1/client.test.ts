@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { H1Pool } from "../../../src/l7/h1/client.ts";
+import { H1_IDLE_PURGE_KEEP } from "../../../src/limits.ts";
 import { readFileSync } from "node:fs";
 import { type TestBackend, head, ok, send, startBackend, target, waitFor } from "./client-backends.ts";
 
@@ -109,6 +110,44 @@ describe("keep-alive", () => {
     expect(took).toBeGreaterThanOrEqual(250);
     expect(took).toBeLessThan(300 + 300);
     expect(p.stats()).toMatchObject({ open: 0, idle: 0 });
+  });
+
+  test("surplus idle connections are closed progressively (half of those idle a whole purge period, past H1_IDLE_PURGE_KEEP); ones in use are kept", async () => {
+    const b = backend(() => ok("x"));
+    const p = pool({ idlePurgeMs: 300 });
+    const t = target(b.port);
+    // A burst of 40 concurrent requests: 40 connections, all idle afterwards.
+    await Promise.all(Array.from({ length: 40 }, () => send(p, t, "GET").done));
+    expect(p.stats()).toMatchObject({ open: 40, idle: 40 });
+    // One request every 50 ms keeps using the newest connection: it is never cold.
+    let busy = true;
+    const keepBusy = (async () => {
+      while (busy) {
+        await send(p, t, "GET").done;
+        await Bun.sleep(50);
+      }
+    })();
+    const seen: number[] = [];
+    const until = performance.now() + 4000;
+    while (performance.now() < until && p.stats().open > H1_IDLE_PURGE_KEEP + 1) {
+      await Bun.sleep(20);
+      const open = p.stats().open;
+      if (open !== seen[seen.length - 1]) seen.push(open);
+    }
+    busy = false;
+    await keepBusy;
+    // Each period closes half (rounded up) of the cold connections past the 4 kept — on time, 40 → 22 → 13 → 9 → 7 → 6 → 5 —
+    // never more than that at once (a slow machine may see a period's closes split across samples).
+    expect(seen[0]).toBe(40);
+    expect(seen.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < seen.length; i++) {
+      const cold = seen[i - 1]! - 1; // one connection stays in use
+      expect(seen[i - 1]! - seen[i]!).toBeLessThanOrEqual(Math.ceil((cold - H1_IDLE_PURGE_KEEP) / 2));
+    }
+    expect(p.stats().open).toBe(H1_IDLE_PURGE_KEEP + 1);
+    expect(b.conns.filter((c) => c.closed).length).toBe(40 - H1_IDLE_PURGE_KEEP - 1);
+    // The connection in use was never closed under it: every request succeeded on it.
+    expect(b.conns.filter((c) => !c.closed).length).toBe(H1_IDLE_PURGE_KEEP + 1);
   });
 
   test("an idle connection the backend closes leaves the pool", async () => {
