@@ -163,11 +163,13 @@ export function spawnServer(cfgPath: string, opts: SpawnOptions & { dir?: string
         clearTimeout(killer);
       }
       if (opts.dir) rmSync(opts.dir, { recursive: true, force: true });
+      noHandlerExceptions(logs);
       return proc.exitCode ?? -1;
     },
     cleanup() {
       if (!done) proc.kill("SIGKILL");
       if (opts.dir) rmSync(opts.dir, { recursive: true, force: true });
+      noHandlerExceptions(logs);
     },
     get done() {
       return done;
@@ -175,6 +177,18 @@ export function spawnServer(cfgPath: string, opts: SpawnOptions & { dir?: string
     stderrText,
   };
   return self;
+}
+
+/**
+ * A `server.handler_exception` line is a bug in a socket handler (src/net/socket-error.ts):
+ * whatever a test checks, a server that logged one fails it. Checked once per process.
+ */
+const exceptionsChecked = new WeakSet<LogLine[]>();
+function noHandlerExceptions(logs: LogLine[]): void {
+  if (exceptionsChecked.has(logs)) return;
+  exceptionsChecked.add(logs);
+  const hit = logs.filter((l) => l.event === "server.handler_exception");
+  if (hit.length > 0) throw new Error(`the server logged ${hit.length} handler exception(s):\n${hit.map((l) => JSON.stringify(l)).join("\n")}`);
 }
 
 /**
