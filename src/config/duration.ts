@@ -11,15 +11,18 @@
  */
 export const MAX_DURATION_MS = 24 * 3_600_000;
 
-const UNIT_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  "µs": 1e-3, // U+00B5 micro sign, as Go accepts
-  "μs": 1e-3, // U+03BC Greek mu, as Go accepts
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
+// Units in nanoseconds: each term is computed in nanoseconds (whole where the text is, as in
+// Go) before it becomes milliseconds, so "2.038s" is exactly 2038 ms — 2.038 × 1000 gave
+// 2037.9999999999998 (found by test/fuzz/duration.test.ts).
+const UNIT_NS: Record<string, number> = {
+  ns: 1,
+  us: 1e3,
+  "µs": 1e3, // U+00B5 micro sign, as Go accepts
+  "μs": 1e3, // U+03BC Greek mu, as Go accepts
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
 };
 
 // One "<number><unit>" term; units ordered so "ms" wins over "m".
@@ -35,7 +38,7 @@ const TERM = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
 export function parseDuration(s: string): number {
   if (s === "0") return 0;
   if (s === "") throw new RangeError("empty duration");
-  let total = 0;
+  let total = 0; // milliseconds, each term computed in nanoseconds first
   TERM.lastIndex = 0;
   while (TERM.lastIndex < s.length) {
     const at = TERM.lastIndex;
@@ -43,7 +46,16 @@ export function parseDuration(s: string): number {
     if (!m) {
       throw new RangeError(`invalid duration "${s}" at "${s.slice(at)}" (want e.g. "5s", "300ms", "1h30m")`);
     }
-    total += Number(m[1]) * UNIT_MS[m[2]];
+    const unit = UNIT_NS[m[2]!]!;
+    const num = m[1]!;
+    const dot = num.indexOf(".");
+    let ns: number;
+    if (dot < 0) ns = Number(num) * unit;
+    else {
+      const frac = num.slice(dot + 1, dot + 16); // digits past the 15th change nothing a double can hold
+      ns = Number(num.slice(0, dot) || "0") * unit + (frac === "" ? 0 : (Number(frac) * unit) / 10 ** frac.length);
+    }
+    total += ns / 1e6;
   }
   if (!Number.isFinite(total)) throw new RangeError(`duration "${s}" is too large`);
   return total;
