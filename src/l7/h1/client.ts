@@ -71,7 +71,7 @@ export interface ResponseSink {
   onEnd(trailers: string[]): void;
   /** Failure; the exchange is over (no other callback follows). */
   onError(err: BackendError): void;
-  /** Optional: request body can flow again after write() returned false (called when the exchange's own `onWritable` is unset). */
+  /** Optional: the request body can flow again after the exchange's write() returned false. */
   onWritable?(): void;
 }
 
@@ -96,10 +96,9 @@ export interface H1Exchange {
    * Request body bytes (framed here: Content-Length as is and counted, chunked
    * re-encoded). The chunk may be reused by the caller after the call. Returns
    * false when the bytes could not all go out (no connection yet, or the
-   * socket is full): wait for onWritable (this one, or the sink's when it is unset). After the exchange ended, a no-op.
+   * socket is full): wait for the sink's onWritable. After the exchange ended, a no-op.
    */
   write(chunk: Uint8Array): boolean;
-  onWritable: (() => void) | null;
   /** End of the request body (trailers only with chunked). A Content-Length body of the wrong size fails the exchange (kind "protocol", EREQBODYLENGTH). */
   end(trailers?: string[]): void;
   /** Resume delivering the response after onData returned false. */

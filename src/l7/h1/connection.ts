@@ -635,7 +635,6 @@ export class BackendConn implements DialClient {
 
 /** One request: from `H1Pool.request` until onEnd / onError / cancel. */
 export class Exchange implements H1Exchange {
-  onWritable: (() => void) | null = null;
   conn: BackendConn | null = null;
   state = X_WAITING;
   /** Request bytes produced before a connection was ready (ours). */
@@ -660,10 +659,9 @@ export class Exchange implements H1Exchange {
     this.ended = body === B_NONE;
   }
 
-  /** The request side can take bytes again: `onWritable`, else the sink's. */
+  /** The request side can take bytes again: tell the sink. */
   writable(): void {
-    if (this.onWritable !== null) this.onWritable();
-    else this.sink.onWritable?.();
+    this.sink.onWritable?.();
   }
 
   write(chunk: Uint8Array): boolean {

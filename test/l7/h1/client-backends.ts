@@ -35,7 +35,7 @@ export interface Result {
 }
 
 /** A sink that records everything; `onData` may be replaced to test backpressure. */
-export function collector(onData?: (chunk: Uint8Array, r: Result) => boolean): { sink: ResponseSink; result: Result; done: Promise<Result> } {
+export function collector(onData?: (chunk: Uint8Array, r: Result) => boolean, onWritable?: () => void): { sink: ResponseSink; result: Result; done: Promise<Result> } {
   const result: Result = { head: null, body: Buffer.alloc(0), trailers: null, error: null, events: [] };
   const parts: Buffer[] = [];
   let resolve!: (r: Result) => void;
@@ -61,6 +61,7 @@ export function collector(onData?: (chunk: Uint8Array, r: Result) => boolean): {
       result.error = e;
       resolve(result);
     },
+    onWritable,
   };
   return { sink, result, done };
 }
@@ -71,9 +72,9 @@ export function send(
   t: BackendTarget,
   method: string,
   path = "/",
-  opts: { fields?: string[]; body?: RequestBody; idempotent?: boolean; onData?: (c: Uint8Array, r: Result) => boolean } = {},
+  opts: { fields?: string[]; body?: RequestBody; idempotent?: boolean; onData?: (c: Uint8Array, r: Result) => boolean; onWritable?: () => void } = {},
 ): { ex: H1Exchange; done: Promise<Result>; result: Result } {
-  const { sink, done, result } = collector(opts.onData);
+  const { sink, done, result } = collector(opts.onData, opts.onWritable);
   const body = opts.body ?? { kind: "none" };
   const ex = pool.request(t, method, head(method, path, opts.fields), body, sink, opts.idempotent ?? (method === "GET" || method === "HEAD"));
   return { ex, done, result };

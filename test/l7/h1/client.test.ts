@@ -463,7 +463,14 @@ describe("request bodies", () => {
     const size = 8 * 1024 * 1024;
     const b = backend((r) => ok(`got ${r.body.length}`));
     const p = pool();
-    const s = send(p, target(b.port), "PUT", "/big", { fields: ["content-length", String(size)], body: { kind: "length", length: size } });
+    const s = send(p, target(b.port), "PUT", "/big", {
+      fields: ["content-length", String(size)],
+      body: { kind: "length", length: size },
+      onWritable: () => {
+        if (sent < size) pump();
+        else s.ex.end();
+      },
+    });
     const chunk = Buffer.alloc(64 * 1024, 0x61);
     let sent = 0;
     let blocked = 0;
@@ -476,10 +483,6 @@ describe("request bodies", () => {
         }
       }
       s.ex.end();
-    };
-    s.ex.onWritable = () => {
-      if (sent < size) pump();
-      else s.ex.end();
     };
     pump();
     const r = await s.done;
