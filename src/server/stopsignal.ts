@@ -15,6 +15,7 @@
  * the default action; nothing is being served then.
  */
 import { log } from "../obs/log.ts";
+import { holdSignals, takeSignals } from "./sighup.ts";
 
 export type StopSignal = "SIGINT" | "SIGTERM";
 
@@ -22,25 +23,14 @@ export type StopSignal = "SIGINT" | "SIGTERM";
 export type StopHandler = (signal: StopSignal, held: boolean) => void;
 
 const EXIT_STATUS: Record<StopSignal, number> = { SIGINT: 130, SIGTERM: 143 };
-
-let installed = false;
-let pending: StopSignal | null = null;
-let handler: StopHandler | null = null;
+const STOP_SIGNALS: readonly StopSignal[] = ["SIGINT", "SIGTERM"];
 
 /** From now on SIGINT/SIGTERM are held (until onStopSignal) instead of terminating the process. Idempotent. */
 export function holdStopSignals(): void {
-  if (installed) return;
-  installed = true;
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.on(signal, () => {
-      if (handler !== null) return handler(signal, false);
-      if (pending !== null) {
-        log.warn("server.signal", { signal, while_starting: true, action: "exit", detail: "a second stop signal while starting: exiting without draining" });
-        process.exit(EXIT_STATUS[signal]);
-      }
-      pending = signal;
-    });
-  }
+  holdSignals(STOP_SIGNALS, (signal) => {
+    log.warn("server.signal", { signal, while_starting: true, action: "exit", detail: "a second stop signal while starting: exiting without draining" });
+    process.exit(EXIT_STATUS[signal as StopSignal]);
+  });
 }
 
 /**
@@ -49,9 +39,8 @@ export function holdStopSignals(): void {
  */
 export function onStopSignal(h: StopHandler): StopSignal | null {
   holdStopSignals();
-  handler = h;
-  const was = pending;
-  pending = null;
-  if (was !== null) h(was, true);
-  return was;
+  let starting = true;
+  const was = takeSignals(STOP_SIGNALS, (signal) => h(signal as StopSignal, starting));
+  starting = false;
+  return was as StopSignal | null;
 }
