@@ -145,7 +145,7 @@ export const H2_CLOSED_STREAMS_KEPT = 256;
 export const H2_MAX_REFUSED_STREAMS = 100;
 /** ACKs/RST_STREAMs queued while the peer is not reading our output: past this it is flooding us (nghttp2's max outbound flood items). */
 export const H2_MAX_QUEUED_CONTROL_FRAMES = 1000;
-/** A WINDOW_UPDATE smaller than this is a glitch: trickled credit makes us send tiny DATA frames (framing overhead, CPU). */
+/** A WINDOW_UPDATE smaller than this is counted (`smallWindowUpdates`); not a glitch, as peers legitimately credit back small DATA frames one by one. */
 export const H2_SMALL_WINDOW_UPDATE_BYTES = 1024;
 
 /**

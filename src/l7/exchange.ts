@@ -24,6 +24,8 @@ export interface FrontSide {
   readonly protocol: "h2" | "http1";
   /** Sends the response head; `endStream` = no body follows; `contentLength` -1 when unknown. */
   head(status: number, fields: Fields, endStream: boolean, contentLength: number): void;
+  /** Sends an informational (1xx, not 100 or 101) head before the final one, where the client's protocol has them (RFC 9110 §15.2). */
+  informational(status: number, fields: Fields): void;
   /**
    * Sends an HTTP/1.1 backend's response head raw[start, end) as it is, less
    * the `drop` lines (a forwardable head, see `H1MessageFacts.forwardable`),
@@ -157,6 +159,16 @@ export class Exchange {
     this.status = status;
     this.front.head(status, fields, endStream, contentLength);
     if (endStream) this.finished = true;
+  }
+
+  /**
+   * A 1xx head from the backend (103 Early Hints, 102): a proxy forwards them
+   * (RFC 9110 §15.2). Not 100: each front answers Expect: 100-continue itself,
+   * and the backend's own 100 would be a second one. Not 101 (onHead: tunnel).
+   */
+  onInformational(status: number, fields: Fields): void {
+    if (this.finished || this.headSeen || status === 100 || status === 101) return;
+    this.front.informational(status, fields);
   }
 
   /** Whether a forwardable HTTP/1.1 response head would go to the client as its own bytes now (it is then parsed framing-only). */

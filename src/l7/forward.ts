@@ -15,7 +15,7 @@ import { parseResponseHead, serializeRequestHead, type ResponseHead } from "./h1
 import { copyWithout } from "./h1/bytes.ts";
 import { H2_ERROR } from "./h2/errors.ts";
 import type { H2Stream } from "./h2/stream.ts";
-import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, type Fields } from "./headers.ts";
+import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, joinCookies, type Fields } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
 import { H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
 
@@ -147,7 +147,7 @@ function sendH1(conn: L7Conn, ex: Exchange, pool: H1Pool, target: BackendTarget,
   if (m !== null && m.method === req.method && m.path === req.path && m.authority === authority && m.body === req.body && m.contentLength === req.contentLength && sameFields(m.fields, req.fields)) {
     return sendH1Head(ex, pool, target, req, m.head, backends);
   }
-  const hf = backendRequestFields(req.fields, conn.ctx.client.address, ["host", authority]);
+  const hf = joinCookies(backendRequestFields(req.fields, conn.ctx.client.address, ["host", authority]));
   if (req.body === "length") hf.push("content-length", String(req.contentLength));
   else if (req.body !== "none") hf.push("transfer-encoding", "chunked");
   const head = serializeRequestHead(req.method, req.path, hf);
@@ -196,10 +196,13 @@ class H1Side implements ResponseSink, BackendStream {
     if (raw !== null && this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, null, 0, 0, noBody)) return;
     // Parsed framing-only for a pass-through the front no longer takes: every field is needed now.
     if (!h.complete && raw !== null) h = parseResponseHead(raw, at, at + h.length, this.method) as ResponseHead;
-    this.ex.onHead(h.status, clientResponseFields(h.headers, h.contentLength >= 0), noBody, h.framing === "length" ? h.contentLength : -1);
+    this.ex.onHead(h.status, clientResponseFields(h.headers, h.contentLength >= 0 && h.status !== 204), noBody, h.framing === "length" ? h.contentLength : -1);
   }
   onWholeResponse(h: ResponseHead, raw: Uint8Array, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): boolean {
     return this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, body, bodyStart, bodyEnd, false);
+  }
+  onInformational(status: number, fields: string[]): void {
+    this.ex.onInformational(status, clientResponseFields(fields, false));
   }
   onData(chunk: Uint8Array): boolean {
     return this.ex.onData(chunk);
@@ -259,6 +262,7 @@ class H2Side implements BackendStream {
     // Shared functions, this = the stream (no closures per stream: src/l7/h2/stream.ts).
     s.context = this;
     s.onResponse = sideOnResponse;
+    s.onInformational = sideOnInformational;
     s.onData = sideOnData;
     s.onEnd = sideOnEnd;
     s.onReset = sideOnReset;
@@ -289,7 +293,11 @@ class H2Side implements BackendStream {
 
 function sideOnResponse(this: H2Stream, status: number, fields: string[], endStream: boolean): void {
   const cl = field(fields, "content-length");
-  (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, true), endStream, cl === undefined ? -1 : Number(cl));
+  // No Content-Length in a 204 (RFC 9110 §8.6): HTTP/2 clients reject the response when it is there.
+  (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, status !== 204), endStream, cl === undefined ? -1 : Number(cl));
+}
+function sideOnInformational(this: H2Stream, status: number, fields: string[]): void {
+  (this.context as H2Side).ex.onInformational(status, clientResponseFields(fields, false));
 }
 function sideOnData(this: H2Stream, chunk: Uint8Array): void {
   (this.context as H2Side).onData(chunk);
@@ -298,6 +306,12 @@ function sideOnEnd(this: H2Stream, trailers: string[] | null): void {
   (this.context as H2Side).ex.onEnd(trailers ? clientResponseFields(trailers, false) : EMPTY_FIELDS);
 }
 function sideOnReset(this: H2Stream, code: number, reason: string): void {
+  // A backend that sent a whole content-length body and then RST_STREAM(NO_ERROR) without
+  // END_STREAM (node:http2 does, depending on the window updates it gets) gave a complete
+  // response: the client gets it ended, not reset. Without a length the end is unknown: reset.
+  if (code === H2_ERROR.NO_ERROR && reason === "peer_reset" && this.responded && this.contentLength >= 0 && this.received === this.contentLength) {
+    return (this.context as H2Side).ex.onEnd(EMPTY_FIELDS);
+  }
   (this.context as H2Side).ex.onError({ connect: false, code: `H2_${code}`, message: `backend reset the stream (${reason})` });
 }
 function sideOnWritable(this: H2Stream): void {

@@ -162,6 +162,9 @@ class H2StreamFront implements FrontSide {
     const ex = newExchange(this.conn, this, req);
     this.ex = ex;
     forward(this.conn, this, ex, req);
+    // Expect: 100-continue is answered here, as the HTTP/1.1 front does (the field is not
+    // forwarded): the client sends its body now instead of after its own timeout.
+    if (!noBody && !this.done && !s.headSent && !s.closed && field(s.fields, "expect")?.toLowerCase() === "100-continue") s.respond(100, []);
     const early = this.early;
     this.early = null;
     if (early) {
@@ -174,6 +177,10 @@ class H2StreamFront implements FrontSide {
       else s.consumed(n);
     }
     if (this.earlyEnd !== undefined) ex.requestEnd(this.earlyEnd);
+  }
+
+  informational(status: number, fields: Fields): void {
+    this.s.respond(status, fields, false);
   }
 
   head(status: number, fields: Fields, endStream: boolean, _contentLength: number): void {

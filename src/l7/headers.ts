@@ -97,6 +97,34 @@ export function backendRequestFields(src: readonly string[], clientIp: string, o
 }
 
 /**
+ * Joins the `cookie` fields of `fields` into one, values separated by "; "
+ * (RFC 9113 §8.2.3: HTTP/2 clients send each cookie as its own field, and
+ * they must be one line before they reach HTTP/1.1), at the first one's place.
+ * Returns `fields` itself (untouched) when it has fewer than two.
+ */
+export function joinCookies(fields: Fields): Fields {
+  let first = -1;
+  let more = false;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] !== "cookie") continue;
+    if (first < 0) first = i;
+    else more = true;
+  }
+  if (!more) return fields;
+  const out: Fields = [];
+  const parts: string[] = [];
+  let at = 0;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === "cookie") {
+      parts.push(fields[i + 1]!);
+      if (i === first) at = out.push("cookie", "") - 1;
+    } else out.push(fields[i]!, fields[i + 1]!);
+  }
+  out[at] = parts.join("; ");
+  return out;
+}
+
+/**
  * Backend response headers (or trailers) for the client: drops pseudo-headers,
  * hop-by-hop headers and every header named in Connection; keeps
  * Content-Length only when `keepLength` (the body passes through unchanged).

@@ -21,8 +21,8 @@ import tls from "node:tls";
 import type { MinTls } from "../config/types.ts";
 import type { CertPair } from "../tls/certs.ts";
 
-/** ALPN we offer, in wire format: h2, then http/1.1. */
-export const ALPN_WIRE = Buffer.from("\x02h2\x08http/1.1", "latin1");
+/** ALPN we offer, in wire format: h2, then http/1.1, then http/1.0 (the HTTP/1.1 front serves 1.0; a client offering only that, e.g. `curl --http1.0`, would otherwise get alert 120). */
+export const ALPN_WIRE = Buffer.from("\x02h2\x08http/1.1\x08http/1.0", "latin1");
 
 /** One SecureContext per CertPair object and minimum version (a SIGHUP reload replaces the object, so the cache follows). */
 export class TlsContexts {

@@ -5,6 +5,7 @@
  * see the raw socket's ciphertext and close, which this stage ignores. It
  * forwards the server's clock and shutdown to the L7 connection.
  */
+import { normalizeHostname } from "../config/validate.ts";
 import type { L7Conn } from "../l7/conn.ts";
 import type { CloseOutcome } from "../obs/metrics.ts";
 import type { RouteEntry } from "../state/state.ts";
@@ -32,7 +33,9 @@ export class L7Stage extends Stage {
       peeked.take(),
       {
         route: () => state.lookupRoute(ls, sni) ?? entry,
-        sni,
+        // The name the connection was routed by, as routes are matched (one trailing dot dropped):
+        // the 421 check compares the request's host with it (SPEC §5).
+        sni: normalizeHostname(sni),
         client: conn.client,
         local: conn.local,
         listenerAddr: ls.record.addr,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined } from "../../src/l7/headers.ts";
+import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined, joinCookies } from "../../src/l7/headers.ts";
 
 describe("request headers towards the backend (SPEC §5)", () => {
   test("client-sent forwarding headers are replaced by the real client address", () => {
@@ -32,6 +32,14 @@ describe("request headers towards the backend (SPEC §5)", () => {
       expect(names).not.toContain(k);
     }
     expect(names).toContain("x-ok");
+  });
+
+  test("cookie fields (HTTP/2 sends one per cookie) become one, joined with \"; \", at the first one's place (RFC 9113 §8.2.3)", () => {
+    const f = ["cookie", "a=1", "accept", "cookie", "cookie", "b=2", "x", "y", "cookie", "c=3"];
+    expect(joinCookies(f)).toEqual(["cookie", "a=1; b=2; c=3", "accept", "cookie", "x", "y"]);
+    expect(joinCookies(["accept", "cookie", "cookie", "a=1; b=2"])).toEqual(["accept", "cookie", "cookie", "a=1; b=2"]);
+    const one = ["cookie", "a=1"];
+    expect(joinCookies(one)).toBe(one);
   });
 
   test("TE: trailers is kept (gRPC needs it)", () => {

@@ -60,7 +60,7 @@ const MEM_BOUND_KIB: Record<string, number> = {
   ping_flood: 4096, // 5 × 5000 PINGs: +0.6 … 1.0 MiB
   settings_flood: 4096, // 5 × 5000 SETTINGS: +1.5 … 2.0 MiB
   empty_data_flood: 4096, // 5 × 5000 empty DATA: +1.7 … 2.2 MiB
-  small_window_update_flood: 4096, // 5 × 5000 WINDOW_UPDATE(+1): +0.9 MiB
+  small_window_updates: 4096, // 5000 WINDOW_UPDATE(+1) and a 1 MiB download credited back 512 bytes at a time
   concurrent_streams: 4096, // 100 held + 200 refused streams: +0.9 … 1.9 MiB
   never_opens_window: 12288, // 20 streams × 4 MiB asked, 30 s: +4.9 … 8.6 MiB (node:http2 backend client buffers)
   idle_pings: 6144, // 30 PINGs + 8 SETTINGS over 3 s, 60 bystander requests: +0.9 … 3.7 MiB
@@ -386,7 +386,6 @@ describe("HTTP/2 abuse against the real server (SPEC §5)", () => {
     ["ping_flood", "PING", () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)), false],
     ["settings_flood", "SETTINGS", () => frame(FRAME.SETTINGS, 0, 0, Buffer.from([0, 1, 0, 0, 0x10, 0])), false],
     ["empty_data_flood", "empty DATA", () => frame(FRAME.DATA, 0, 1, Buffer.alloc(0)), true],
-    ["small_window_update_flood", "WINDOW_UPDATE(+1)", () => frame(FRAME.WINDOW_UPDATE, 0, 0, u32(1)), false],
   ];
   for (const [name, what, make, onStream] of floods) {
     test(`${what} flood: past H2_GLITCH_BURST (${H2_GLITCH_BURST}) GOAWAY ENHANCE_YOUR_CALM "${name}", closed`, async () => {
@@ -408,6 +407,34 @@ describe("HTTP/2 abuse against the real server (SPEC §5)", () => {
       expect(seen("/sink") - before).toBeLessThanOrEqual(onStream ? 5 : 0);
     });
   }
+
+  test("small WINDOW_UPDATEs are flow control, not abuse: 5000 × +1 then a 1 MiB body credited 512 bytes at a time (HAProxy credits each DATA frame as read) arrives whole", async () => {
+    await measured("small_window_updates", async () => {
+      const c = await raw();
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 5000; i++) frames.push(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(1)));
+      await send(c, frames);
+      // Stream window 512 (SETTINGS_INITIAL_WINDOW_SIZE), then credit back every DATA frame by its size.
+      c.write(frame(FRAME.SETTINGS, 0, 0, Buffer.from([0, 4, 0, 0, 2, 0])));
+      c.write(headersFrame(1, getBlock(`/big?n=${MiB}`, HOST)));
+      let credited = 0;
+      const got = () => c.frames.filter((f) => f.type === FRAME.DATA && f.stream === 1).reduce((n, f) => n + f.payload.length, 0);
+      const end = Date.now() + 20_000;
+      while (!c.closed && Date.now() < end) {
+        const n = got();
+        if (n > credited) {
+          c.write(Buffer.concat([frame(FRAME.WINDOW_UPDATE, 0, 0, u32(n - credited)), frame(FRAME.WINDOW_UPDATE, 0, 1, u32(n - credited))]));
+          credited = n;
+        }
+        if (n >= MiB) break;
+        await sleep(2);
+      }
+      expect(got()).toBe(MiB);
+      expect(c.closed).toBe(false);
+      expect(c.goaway()).toBeNull();
+      c.destroy();
+    });
+  });
 
   test(`too many concurrent streams: past H2_MAX_CONCURRENT_STREAMS (${H2_MAX_CONCURRENT_STREAMS}) REFUSED_STREAM, never queued; past H2_MAX_REFUSED_STREAMS (${H2_MAX_REFUSED_STREAMS}) GOAWAY`, async () => {
     const before = seen("/hang");

@@ -47,10 +47,12 @@ export type RequestBody = { kind: "none" } | { kind: "length"; length: number } 
 
 export interface ResponseSink {
   /**
-   * Final response head (status >= 200, or 101). 1xx other than 101 are skipped (100-continue is the front's business). After a 101 the exchange is a raw tunnel: write() sends raw bytes, onData gets raw bytes, onEnd comes at the backend's close.
+   * Final response head (status >= 200, or 101). Other 1xx heads go to onInformational. After a 101 the exchange is a raw tunnel: write() sends raw bytes, onData gets raw bytes, onEnd comes at the backend's close.
    * `raw`: when `head.forwardable`, the buffer holding the head's bytes at raw[at, at + head.length) (valid only during the call), else null.
    */
   onHead(head: ResponseHead, raw: Uint8Array | null, at: number): void;
+  /** Optional: an informational head (1xx other than 101), fields as parsed; the final head follows. */
+  onInformational?(status: number, fields: string[]): void;
   /**
    * Optional: true when a forwardable head would be taken as bytes right now
    * (onWholeResponse or onHead with `raw`): the head is then parsed

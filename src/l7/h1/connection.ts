@@ -341,7 +341,16 @@ export class BackendConn implements DialClient {
           this.headLen = 0;
         }
         if (r.kind === "error") return this.protocolError(r.reason);
-        if (r.status < 200 && r.status !== 101) continue; // 1xx: the final head follows
+        if (r.status < 200 && r.status !== 101) {
+          // 1xx: the final head follows. Parsed framing-only when the sink wanted raw heads: parse it whole.
+          const sink = ex.sink;
+          if (sink.onInformational !== undefined) {
+            const full = r.complete ? r : (parseResponseHead(headBytes, headAt, headAt + r.length, ex.method, H1_DEFAULT_LIMITS, false, this.memo) as ResponseHead);
+            sink.onInformational(full.status, full.headers);
+            if (this.ex !== ex) return; // cancelled meanwhile
+          }
+          continue;
+        }
         // Framing-only, but it cannot go out as bytes: every field is needed (same bytes, so it parses).
         if (!r.complete && !r.forwardable) r = parseResponseHead(headBytes, headAt, headAt + r.length, ex.method, H1_DEFAULT_LIMITS, false, this.memo) as ResponseHead;
         this.startBody(r);

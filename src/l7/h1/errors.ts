@@ -25,6 +25,7 @@ export type H1ErrorReason =
   | "head_too_large"
   | "too_many_headers"
   | "missing_host"
+  | "empty_host"
   | "duplicate_host"
   | "invalid_host"
   // framing (§6)

@@ -290,6 +290,13 @@ export class H1Front implements ProtocolFront, FrontSide {
 
   // ------------------------------------------------ FrontSide: the current exchange's response
 
+  informational(status: number, fields: Fields): void {
+    // HTTP/1.0 has no 1xx (RFC 9110 §15.2); after the final head it is too late.
+    if (this.headSent || this.req === null || this.req.version !== "1.1" || this.state === State.Done) return;
+    const bytes = serializeResponseHead(status, reasonPhrase(status), fields);
+    if (bytes instanceof Uint8Array) this.out(bytes);
+  }
+
   head(status: number, fields: Fields, endStream: boolean, contentLength: number): void {
     const req = this.req!;
     const out = fields;

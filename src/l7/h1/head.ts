@@ -235,6 +235,8 @@ export function parseRequestHead(
   }
   if (forwardable && connection !== EMPTY_TOKENS && !onlyTokens(connection, REQUEST_CONNECTION_DROPPED)) forwardable = false;
   if (minor === 1 && host === undefined) return h1Error("missing_host", BAD);
+  // An https URI with an empty host is invalid (RFC 9110 §4.2.2); an absolute-form target's authority replaces Host.
+  if (host === "" && targetForm !== "absolute") return h1Error("empty_host", BAD);
 
   let framing: H1Framing = "none";
   if (te !== undefined) {
@@ -373,8 +375,9 @@ export function parseResponseHead(
     framing = "close";
     keepAlive = false;
   }
-  // Rebuilt instead: 1xx/101 heads, and bodies we re-frame (chunked, until close).
-  if (status < 200 || framing === "chunked" || framing === "close") forwardable = false;
+  // Rebuilt instead: 1xx/101 heads, bodies we re-frame (chunked, until close), and a 204 with a
+  // Content-Length it must not have (RFC 9110 §8.6; HTTP/2 clients reject it): sent without.
+  if (status < 200 || framing === "chunked" || framing === "close" || (status === 204 && contentLength !== -1)) forwardable = false;
   return {
     kind: "response",
     status,

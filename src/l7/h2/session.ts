@@ -899,11 +899,10 @@ export class H2Session implements StreamHost {
       return this.isIdle(id) ? connError(H2_ERROR.PROTOCOL_ERROR, "window_update_on_idle_stream") : null;
     }
     const inc = w.increment;
-    if (inc < H2_SMALL_WINDOW_UPDATE_BYTES) {
-      this.stats.smallWindowUpdates++;
-      const g = this.glitch("small_window_update");
-      if (g) return g;
-    }
+    // Counted, never a glitch: a peer that credits back each DATA frame as it reads it
+    // (HAProxy, nghttp2 with small windows) answers our small frames with small updates.
+    // The cost stays the peer's: the updates of one read leave as one flush.
+    if (inc < H2_SMALL_WINDOW_UPDATE_BYTES) this.stats.smallWindowUpdates++;
     if (id === 0) {
       this.sendConnWindow += inc;
       if (this.sendConnWindow > H2_MAX_WINDOW_SIZE) return connError(H2_ERROR.FLOW_CONTROL_ERROR, "connection_window_overflow");

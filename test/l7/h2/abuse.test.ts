@@ -73,7 +73,6 @@ describe("frame floods spend the glitch budget", () => {
     ["settings", () => RawPeer.settings([H2_SETTING.HEADER_TABLE_SIZE, 4096])],
     ["priority", () => RawPeer.frame(H2_FRAME.PRIORITY, 0, 3, [0, 0, 0, 0, 16])],
     ["empty_data", () => RawPeer.data(1, "", false)],
-    ["small_window_update", () => RawPeer.windowUpdate(0, 1)],
     ["unknown_frame", () => RawPeer.frame(0xfa, 0, 0, [1, 2, 3])],
   ];
   for (const [name, make] of cases) {
@@ -86,6 +85,16 @@ describe("frame floods spend the glitch budget", () => {
       expect(peer.transport.ended).toBe("shutdown");
     });
   }
+  test("small WINDOW_UPDATEs are counted, never a glitch: a peer crediting back small DATA frames one by one keeps its connection", () => {
+    const { peer } = server();
+    peer.send(peer.headers(1, POST, false));
+    flood(peer, RawPeer.windowUpdate(0, 1), 10 * H2_GLITCH_BURST);
+    flood(peer, RawPeer.windowUpdate(1, 100), 10 * H2_GLITCH_BURST);
+    expect(calm(peer)).toBeNull();
+    expect(peer.session.stats.smallWindowUpdates).toBe(20 * H2_GLITCH_BURST);
+    expect(peer.session.stats.glitches).toBe(0);
+    expect(peer.transport.ended).toBe("");
+  });
   test("a browser-like amount of PINGs, SETTINGS and PRIORITY over time never trips it", () => {
     const { peer } = server();
     for (let s = 0; s < 600; s++) {
