@@ -7,6 +7,7 @@
  * owns `backend_timeout` (counted from the end of the request body, checked
  * by the server's sweeper through `tick`) and answers 502/504 itself.
  */
+import { L7_MAX_INFORMATIONAL_HEADS } from "../limits.ts";
 import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import type { RouteEntry } from "../state/state.ts";
@@ -91,6 +92,8 @@ export class Exchange {
   private early: Uint8Array[] | null = null;
   private earlyEnd: Fields | null | undefined = undefined;
   private logged = false;
+  /** 1xx heads seen (only the first L7_MAX_INFORMATIONAL_HEADS are relayed). */
+  private informational = 0;
   private readonly t0 = performance.now();
 
   constructor(
@@ -168,6 +171,7 @@ export class Exchange {
    */
   onInformational(status: number, fields: Fields): void {
     if (this.finished || this.headSeen || status === 100 || status === 101) return;
+    if (++this.informational > L7_MAX_INFORMATIONAL_HEADS) return;
     this.front.informational(status, fields);
   }
 

@@ -306,7 +306,7 @@ export async function curl(port: number, path: string, args: string[] = [], o: {
   const tail = m >= 0 ? out.slice(m + marker.length).split(" ") : ["0", ""];
   let rest = m >= 0 ? out.slice(0, m) : out;
   const blocks: CurlOut["blocks"] = [];
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < 64; i++) {
     const end = rest.indexOf("\r\n\r\n");
     if (end < 0 || !/^HTTP\//.test(rest)) break;
     const lines = rest.slice(0, end).split("\r\n");

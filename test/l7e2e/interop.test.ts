@@ -18,6 +18,8 @@
  * node:http2 is another implementation).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import http2 from "node:http2";
+import { L7_MAX_INFORMATIONAL_HEADS } from "../../src/limits.ts";
 import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, startRawBackend, tlsClient, type RawBackend, type ServerProc } from "./e2e.ts";
 
 /** A Node 20 h2c backend: GET /drain?n=N answers N bytes, ending only after 'drain'; /cut?n=N resets with NO_ERROR after N/2; /hints sends 103 then 200. */
@@ -74,6 +76,9 @@ beforeAll(async () => {
     } else if (path === "/hints") {
       r.sock.write("HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n");
       setTimeout(() => r.send(200, "after hints", { "content-type": "text/plain" }), 50);
+    } else if (path === "/hints40") {
+      r.sock.write("HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n".repeat(40));
+      r.send(200, "after 40 hints", { "content-type": "text/plain" });
     } else if (path === "/continue") {
       r.sock.write("HTTP/1.1 100 Continue\r\n\r\n");
       r.send(200, `got ${r.req.body.byteLength}`);
@@ -119,7 +124,6 @@ describe("Node 20 h2c backend", () => {
 
 describe("HTTP/1.1 backend", () => {
   test("HTTP/2 cookie fields reach an HTTP/1.1 backend as one line joined with \"; \" (RFC 9113 §8.2.3)", async () => {
-    const http2 = await import("node:http2");
     const ca = e2ePki().ca.certPem;
     const session = http2.connect(`https://b.test:${port}`, { ca, servername: "b.test", host: "127.0.0.1", port } as unknown as http2.SecureClientSessionOptions);
     try {
@@ -175,6 +179,14 @@ describe("HTTP/1.1 backend", () => {
       expect({ proto, code: r.code, statuses: r.blocks.map((b) => b.status) }).toEqual({ proto, code: 0, statuses: [103, 200] });
       expect(r.blocks[0]!.headers.link).toBe("</style.css>; rel=preload");
       expect(r.body).toBe("after hints");
+    }
+  });
+
+  test(`a backend's 1xx heads past L7_MAX_INFORMATIONAL_HEADS (${L7_MAX_INFORMATIONAL_HEADS}) are dropped; the final response follows`, async () => {
+    for (const proto of ["--http2", "--http1.1"]) {
+      const r = await curl(port, "/hints40", [proto], { host: "b.test" });
+      expect({ proto, code: r.code, statuses: r.blocks.map((b) => b.status) }).toEqual({ proto, code: 0, statuses: [...Array<number>(L7_MAX_INFORMATIONAL_HEADS).fill(103), 200] });
+      expect(r.body).toBe("after 40 hints");
     }
   });
 
