@@ -200,6 +200,8 @@ export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
  * cache at 61 × this per connection.
  */
 export const H2_HPACK_LITERAL_CACHE_BYTES = 64;
+/** Largest header block the HPACK encoder keeps to repeat when the same fields come again with the table unchanged. */
+export const H2_HPACK_BLOCK_MEMO_BYTES = 1024;
 
 /**
  * An HTTP/1.1 backend connection remembers the last value after each

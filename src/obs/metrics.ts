@@ -81,9 +81,16 @@ function childrenFor<K extends string>(keys: readonly K[], make: (k: K) => Count
   return out;
 }
 
+const CODE_CLASSES = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+
+/** Index into CODE_CLASSES: 1–5 for 100–599, 0 for anything else (e.g. 0: no response). */
+function codeClassIndex(status: number): number {
+  return status >= 100 && status < 600 ? (status / 100) | 0 : 0;
+}
+
 /** `200` → "2xx"; anything outside 100–599 (e.g. 0: no response) → "other". */
 export function codeClass(status: number): string {
-  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : "other";
+  return CODE_CLASSES[codeClassIndex(status)]!;
 }
 
 /**
@@ -177,13 +184,14 @@ export function createMetrics(registry: Registry) {
   function route(hostname: string): RouteMetrics {
     let m = routes.get(hostname);
     if (m) return m;
-    const byClass = new Map<string, CounterChild>();
+    // Per request: no string built, no map lookup (children made on first use, by class index).
+    const byClass: (CounterChild | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined];
     const hist: HistogramChild = l7Duration.labels(hostname);
     m = {
       request(status, seconds) {
-        const cls = codeClass(status);
-        let c = byClass.get(cls);
-        if (!c) byClass.set(cls, (c = l7Requests.labels(hostname, cls)));
+        const i = codeClassIndex(status);
+        let c = byClass[i];
+        if (c === undefined) byClass[i] = c = l7Requests.labels(hostname, CODE_CLASSES[i]!);
         c.inc();
         hist.observe(seconds);
       },

@@ -31,7 +31,7 @@ import { sameBytes } from "../h1/bytes.ts";
 import { connError, H2_ERROR, H2Error } from "./errors.ts";
 import { isValidFieldName, isValidFieldValue } from "./headers.ts";
 import { huffmanDecode, huffmanEncode, huffmanLength } from "./huffman.ts";
-import { H2_HPACK_LITERAL_CACHE_BYTES, H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
+import { H2_HPACK_BLOCK_MEMO_BYTES, H2_HPACK_LITERAL_CACHE_BYTES, H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
 
 export { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES };
 
@@ -130,6 +130,8 @@ class DynamicTable {
   count = 0;
   /** Sum of entry sizes (RFC 7541 §4.1). */
   size = 0;
+  /** Bumped on every change of contents or maximum size: an encoding made at one value is valid while it lasts. */
+  changes = 0;
 
   constructor(public maxSize: number) {}
 
@@ -144,6 +146,7 @@ class DynamicTable {
 
   /** Adds an entry, evicting from the oldest end; false when the entry alone exceeds maxSize (the table is then empty, §4.4). */
   add(name: string, value: string): boolean {
+    this.changes++;
     const need = name.length + value.length + HPACK_ENTRY_OVERHEAD;
     if (need > this.maxSize) {
       while (this.count > 0) this.evictOldest();
@@ -162,6 +165,7 @@ class DynamicTable {
 
   /** Sets the maximum size, evicting down to it (§4.3). */
   resize(maxSize: number): void {
+    this.changes++;
     this.maxSize = maxSize;
     while (this.size > maxSize) this.evictOldest();
   }
@@ -634,6 +638,17 @@ export class HpackEncoder {
   /** Size updates owed at the start of the next block (RFC 7541 §4.2): the smallest and the final size, or -1. */
   private pendingMin = -1;
   private pendingFinal = -1;
+  /**
+   * The last block encodeBlock made that changed nothing in the table: its
+   * inputs and bytes. The same inputs while the table is unchanged give the
+   * same bytes (H2_HPACK_BLOCK_MEMO_BYTES).
+   */
+  private memoHead: readonly string[] | null = null;
+  private memoFields: string[] | null = null;
+  private memoBytes: Uint8Array | null = null;
+  private memoChanges = -1;
+  /** Blocks encodeBlock copied from its memo (tests, debugging). */
+  blockMemoHits = 0;
 
   constructor(opts: HpackEncoderOptions = {}) {
     this.cap = Math.min(opts.maxTableSize ?? H2_HPACK_DEFAULT_TABLE_SIZE, H2_HPACK_MAX_TABLE_SIZE);
@@ -677,6 +692,36 @@ export class HpackEncoder {
   encode(fields: readonly string[], out: ByteWriter, neverIndex?: readonly string[] | null): void {
     if (this.pendingFinal >= 0) this.emitSizeUpdates(out);
     for (let i = 0; i + 1 < fields.length; i += 2) this.encodeField(fields[i], fields[i + 1], out, neverIndex);
+  }
+
+  /**
+   * encode(head) then encode(fields), `head` being a fixed pseudo-header list
+   * such as [":status", "200"] (compared by identity) or null. A proxy sends
+   * the same head again and again (a backend's response fields, a client's
+   * request fields), and once its fields are in the table the block is all
+   * indices and literals that are never indexed: while the table does not
+   * change, the same fields give the same bytes, copied instead of looked up
+   * field by field (~1 µs per nginx response head).
+   */
+  encodeBlock(head: readonly string[] | null, fields: readonly string[], out: ByteWriter, neverIndex: readonly string[] | null): void {
+    const plain = neverIndex === null || neverIndex.length === 0;
+    const m = this.memoFields;
+    if (plain && m !== null && head === this.memoHead && this.memoChanges === this.table.changes && this.pendingFinal < 0 && sameStrings(m, fields)) {
+      out.bytes(this.memoBytes!);
+      this.blockMemoHits++;
+      return;
+    }
+    const start = out.len;
+    const before = this.table.changes;
+    const clean = this.pendingFinal < 0;
+    if (head !== null) this.encode(head, out);
+    this.encode(fields, out, neverIndex);
+    if (plain && clean && this.table.changes === before && out.len - start <= H2_HPACK_BLOCK_MEMO_BYTES) {
+      this.memoHead = head;
+      this.memoFields = fields.slice();
+      this.memoBytes = out.buf.slice(start, out.len);
+      this.memoChanges = before;
+    }
   }
 
   private emitSizeUpdates(out: ByteWriter): void {
@@ -743,6 +788,12 @@ export class HpackEncoder {
     for (let i = 0; i < n; i++) buf[o++] = s.charCodeAt(i);
     out.len = o;
   }
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Writes integer `v` with an N-bit prefix (§5.1); `first` holds the representation's high bits. */

@@ -1087,8 +1087,7 @@ export class H2Session implements StreamHost {
   private writeBlock(id: number, fields: readonly string[], status: number, endStream: boolean, neverIndex: readonly string[] | null): void {
     const sc = this.scratch;
     sc.reset();
-    if (status > 0) this.encoder.encode(statusField(status), sc);
-    this.encoder.encode(fields, sc, neverIndex);
+    this.encoder.encodeBlock(status > 0 ? statusField(status) : null, fields, sc, neverIndex);
     writeHeaders(this.out, id, sc.buf, endStream, this.peerMaxFrameSize, null, sc.len);
   }
 

@@ -506,6 +506,46 @@ describe("randomized round trips", () => {
     });
   }
 
+  for (const [label, opts] of [
+    ["default table", {}],
+    ["small table with evictions", { maxTableSize: 256 }],
+  ] as const) {
+    test(`encodeBlock (memo of the last unchanged block) gives the bytes encode gives, over 3000 blocks that repeat (${label})`, () => {
+      const memo = new HpackEncoder(opts);
+      const plain = new HpackEncoder(opts);
+      const dec = new HpackDecoder();
+      const STATUS = [[":status", "200"], [":status", "404"]];
+      // A few lists that come back often (a proxy's responses), some fresh ones.
+      const pool = [randomList(), randomList(), ["server", "nginx", "content-type", "text/plain", "content-length", "100", "etag", '"abc"'], ["content-length", "5", "cookie", "short=1"]];
+      const a = new ByteWriter(64);
+      const b = new ByteWriter(64);
+      let prevK = 0;
+      for (let i = 0; i < 3000; i++) {
+        if (i === 1500) {
+          const size = rnd(2) ? 128 : 1024;
+          memo.setPeerMaxTableSize(size);
+          plain.setPeerMaxTableSize(size);
+        }
+        // Runs of the same list, as a proxy sees them.
+        const k = (prevK = rnd(2) === 0 ? prevK : rnd(10));
+        // Equal content in a fresh array (and sometimes fresh strings): the memo compares values, not identity.
+        const fields = k < 8 ? pool[k % pool.length]!.map((x) => (rnd(2) ? x : (" " + x).slice(1))) : randomList();
+        const head = rnd(3) === 0 ? null : STATUS[rnd(2)]!;
+        const never = rnd(20) === 0 ? ["etag"] : null;
+        a.reset();
+        b.reset();
+        memo.encodeBlock(head, fields, a, never);
+        if (head !== null) plain.encode(head, b);
+        plain.encode(fields, b, never);
+        expect(toHex(a.view())).toBe(toHex(b.view()));
+        const r = ok(dec.decode(a.view()));
+        expect(r.fields).toEqual([...(head ?? []), ...fields]);
+      }
+      // The memo was used (and checked against the plain encoding each time).
+      expect(memo.blockMemoHits).toBeGreaterThan(100);
+    });
+  }
+
   test("decoding random bytes never throws", () => {
     for (let i = 0; i < 5000; i++) {
       const d = new HpackDecoder();
