@@ -25,7 +25,7 @@ import { BACKEND_H1_MAX_SOCKETS, H1_CLIENT_MAX_QUEUED, H1_CLIENT_SWEEP_MAX_MS, H
 
 export { H1_CLIENT_MAX_QUEUED };
 import type { BackendTarget } from "../backend/target.ts";
-import { B_CHUNKED, B_LENGTH, B_NONE, BackendConn, type ConnOwner, Exchange } from "./connection.ts";
+import { B_CHUNKED, B_LENGTH, B_NONE, BackendConn, type ConnOwner, Exchange, HeadMemo } from "./connection.ts";
 import type { ResponseHead } from "./head.ts";
 
 // Limits (to move to src/limits.ts).
@@ -128,6 +128,7 @@ class Route implements ConnOwner {
   /** Every connection open or dialing (changes per dial, not per request). */
   readonly conns = new Set<BackendConn>();
   open = 0;
+  readonly heads = new HeadMemo();
 
   constructor(
     readonly pool: H1Pool,

@@ -24,8 +24,25 @@ import { clientHandshakeError, type DialClient, dialTcp, type PendingDial, start
 import type { BackendError, BackendErrorKind, H1Exchange, ResponseSink } from "./client.ts";
 
 /** What a connection needs from its pool: where to go when free or closed. */
+/**
+ * What the connections of one backend share to skip parsing: the last
+ * response head parsed whole from one read, its bytes and how (method, lazy),
+ * returned as is for the same bytes (H1_HEAD_MEMO_BYTES); and the header value
+ * strings. Shared, the strings are the same objects on every connection, so
+ * later comparisons (the HPACK block memo) stop at the pointer. Heads are
+ * never modified after parsing.
+ */
+export class HeadMemo {
+  readonly values = new ValueMemo();
+  head: ResponseHead | null = null;
+  bytes: Uint8Array | null = null;
+  method = "";
+  lazy = false;
+}
+
 export interface ConnOwner {
   readonly target: BackendTarget;
+  readonly heads: HeadMemo;
   readonly proxyHeader: Uint8Array | null;
   readonly connectTimeoutMs: number;
   /** The connection finished an exchange and may be reused: hand it the next waiting exchange or keep it idle. */
@@ -128,13 +145,8 @@ export class BackendConn implements DialClient {
   sawByte = false;
   private head: ResponseHead | null = null;
   private readonly lengthDecoder = new LengthDecoder(0);
-  /** Response header values repeat from head to head: the same strings come back (H1_VALUE_MEMO_BYTES). */
-  private readonly memo = new ValueMemo();
-  /** The last response head parsed whole from one read, its bytes, and how (H1_HEAD_MEMO_BYTES). */
-  private prevHead: ResponseHead | null = null;
-  private prevBytes: Uint8Array | null = null;
-  private prevMethod = "";
-  private prevLazy = false;
+  /** Response header values repeat from head to head, on every connection of a backend: the same strings come back (H1_VALUE_MEMO_BYTES). */
+  private readonly memo: ValueMemo;
   private chunked: ChunkedDecoder | null = null;
   private headBuf: Uint8Array | null = null;
   private headLen = 0;
@@ -149,6 +161,7 @@ export class BackendConn implements DialClient {
   private readonly bodySink: (d: Uint8Array) => void;
 
   constructor(readonly owner: ConnOwner) {
+    this.memo = owner.heads.values;
     this.bodySink = (d) => this.deliver(d);
   }
 
@@ -405,17 +418,18 @@ export class BackendConn implements DialClient {
    * is never modified and holds no buffer offsets, so it can be returned again.
    */
   private parseHead(buf: Uint8Array, start: number, end: number, method: string, lazy: boolean): ReturnType<typeof parseResponseHead> {
-    const prev = this.prevHead;
-    if (prev !== null && this.prevMethod === method && this.prevLazy === lazy) {
+    const m = this.owner.heads;
+    const prev = m.head;
+    if (prev !== null && m.method === method && m.lazy === lazy) {
       const n = prev.length;
-      if (end - start >= n && rangeEquals(this.prevBytes as Uint8Array, buf, start)) return prev;
+      if (end - start >= n && rangeEquals(m.bytes as Uint8Array, buf, start)) return prev;
     }
     const r = parseResponseHead(buf, start, end, method, H1_DEFAULT_LIMITS, lazy, this.memo);
     if (r.kind === "response" && r.length <= H1_HEAD_MEMO_BYTES) {
-      this.prevHead = r;
-      this.prevMethod = method;
-      this.prevLazy = lazy;
-      this.prevBytes = buf.slice(start, start + r.length);
+      m.head = r;
+      m.method = method;
+      m.lazy = lazy;
+      m.bytes = buf.slice(start, start + r.length);
     }
     return r;
   }

@@ -45,6 +45,9 @@ export function collector(onData?: (chunk: Uint8Array, r: Result) => boolean, on
       result.events.push(`head ${h.status}`);
       result.head = h;
     },
+    onInformational(status, fields) {
+      result.events.push(`info ${status} ${fields.join(" ")}`);
+    },
     onData(c) {
       parts.push(Buffer.from(c)); // copy: the view is only valid during the call
       return onData ? onData(c, result) : true;

@@ -236,12 +236,29 @@ describe("response framing", () => {
     expect(r1.head?.headers).toEqual(["server", "t/1", "content-type", "text/plain", "content-length", "5"]);
   });
 
-  test("1xx informational heads before the final one are skipped", async () => {
+  test("1xx informational heads before the final one go to onInformational with their fields, in order", async () => {
     const b = backend(() => "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + ok("done"));
     const p = pool();
     const r = await send(p, target(b.port), "GET").done;
-    expect(r.events).toEqual(["head 200", "end"]);
+    expect(r.events).toEqual(["info 100 ", "info 103 link </a>", "head 200", "end"]);
     expect(r.body.toString()).toBe("done");
+  });
+
+  test("the connections of one backend share the parse: the same head on another connection is the same ResponseHead, with the same strings", async () => {
+    const same = "HTTP/1.1 200 OK\r\nserver: t/1\r\ndate: Mon, 07 Dec 2026 07:00:00 GMT\r\ncontent-length: 5\r\n\r\nhello";
+    const b = backend(() => same);
+    const p = pool();
+    const t = target(b.port);
+    // Two at once: two connections.
+    const [r1, r2] = await Promise.all([send(p, t, "GET", "/a").done, send(p, t, "GET", "/b").done]);
+    expect(b.conns.length).toBe(2);
+    expect(r2.head).toBe(r1.head);
+    expect(r1.body.toString() + r2.body.toString()).toBe("hellohello");
+    // Another backend (its own memo) parses its own.
+    const b2 = backend(() => same);
+    const r3 = await send(p, target(b2.port), "GET", "/c").done;
+    expect(r3.head).not.toBe(r1.head);
+    expect(r3.head?.headers).toEqual(r1.head?.headers);
   });
 
   test("a response split at every byte offset parses the same", async () => {
