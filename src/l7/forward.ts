@@ -5,7 +5,7 @@
  * to an HTTP/2 backend stream.
  */
 import { log } from "../obs/log.ts";
-import type { H2Client } from "./backend/h2.ts";
+import type { H2Client, H2Failure, StreamWaiter } from "./backend/h2.ts";
 import type { BackendPool, Client } from "./backend/pool.ts";
 import { targetFor, type BackendTarget } from "./backend/target.ts";
 import type { L7Conn } from "./conn.ts";
@@ -17,6 +17,7 @@ import { H2_ERROR } from "./h2/errors.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, joinCookies, type Fields } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
+import type { RouteRecord } from "../records.ts";
 import { H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
 
 
@@ -76,20 +77,7 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
     }
     conn.checkedAuthority = req.authority;
   }
-  const policies = record.l7Policies;
-  if (policies.length > 0) {
-    const v = evaluatePolicies(policies, (n) => fieldJoined(req.fields, n));
-    if (v.blocked) {
-      log.info("l7.policy_block", {
-        listener: ctx.listenerAddr,
-        route: record.hostname,
-        client: ctx.client.address,
-        policy: v.policy.type,
-        value: v.policy.value,
-      });
-      return answer(ex, front, 403, BODY_403);
-    }
-  }
+  if (record.l7Policies.length > 0 && blockedByPolicy(conn, record, req)) return answer(ex, front, 403, BODY_403);
   let target: BackendTarget;
   try {
     target = targetFor(ex.entry);
@@ -108,16 +96,37 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
   }
   const authority = req.authority === "" ? target.defaultAuthority : req.authority;
   if (c) dispatch(conn, ex, c, pool, target, req, authority);
-  else {
-    front.pauseRequest();
-    pool.resolve(target).then(
-      (c2) => dispatch(conn, ex, c2, pool, target, req, authority),
-      (e: Error & { code?: string }) => {
-        pool.connectFailed(target);
-        ex.onError({ connect: true, code: e.code ?? "", message: e.message });
-      },
-    );
-  }
+  else resolveThenDispatch(conn, front, ex, pool, target, req, authority);
+}
+
+// The closures live in their own functions: a function whose locals an inner
+// function captures gets a scope object on every call (JSC), and forward()
+// runs once per request.
+
+function blockedByPolicy(conn: L7Conn, record: RouteRecord, req: RequestIn): boolean {
+  const v = evaluatePolicies(record.l7Policies, (n) => fieldJoined(req.fields, n));
+  if (!v.blocked) return false;
+  const ctx = conn.ctx;
+  log.info("l7.policy_block", {
+    listener: ctx.listenerAddr,
+    route: record.hostname,
+    client: ctx.client.address,
+    policy: v.policy.type,
+    value: v.policy.value,
+  });
+  return true;
+}
+
+/** An auto backend whose protocol is not known yet: probe (once per target), then dispatch. */
+function resolveThenDispatch(conn: L7Conn, front: FrontSide, ex: Exchange, pool: BackendPool, target: BackendTarget, req: RequestIn, authority: string): void {
+  front.pauseRequest();
+  pool.resolve(target).then(
+    (c2) => dispatch(conn, ex, c2, pool, target, req, authority),
+    (e: Error & { code?: string }) => {
+      pool.connectFailed(target);
+      ex.onError({ connect: true, code: e.code ?? "", message: e.message });
+    },
+  );
 }
 
 function answer(ex: Exchange, front: FrontSide, status: number, text: string): void {
@@ -237,14 +246,7 @@ class H1Side implements ResponseSink, BackendStream {
 function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, backends: BackendPool): void {
   const f = backendRequestFields(req.fields, clientIp, [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path]);
   if (req.body === "length") f.push("content-length", String(req.contentLength));
-  client.stream(f, req.body === "none", (s, err) => {
-    if (s === null) {
-      if (err!.connect) backends.connectFailed(target);
-      return ex.onError(err!);
-    }
-    if (ex.finished) return s.reset(H2_ERROR.CANCEL);
-    ex.attach(new H2Side(ex, s), "h2");
-  });
+  client.stream(f, req.body === "none", new H2Side(ex, target, backends));
 }
 
 /**
@@ -252,13 +254,26 @@ function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: Requ
  * DATA is credited back to the backend only once the front has taken it:
  * a slow client holds at most the stream window here.
  */
-class H2Side implements BackendStream {
+class H2Side implements BackendStream, StreamWaiter {
   private uncredited = 0;
+  /** Set by onStream before the exchange is attached; no other method runs before that. */
+  private s!: H2Stream;
 
   constructor(
     readonly ex: Exchange,
-    private readonly s: H2Stream,
-  ) {
+    private readonly target: BackendTarget,
+    private readonly backends: BackendPool,
+  ) {}
+
+  /** The client gave the request a stream (or failed): attach it to the exchange. */
+  onStream(s: H2Stream | null, err: H2Failure | null): void {
+    const ex = this.ex;
+    if (s === null) {
+      if (err!.connect) this.backends.connectFailed(this.target);
+      return ex.onError(err!);
+    }
+    if (ex.finished) return s.reset(H2_ERROR.CANCEL);
+    this.s = s;
     // Shared functions, this = the stream (no closures per stream: src/l7/h2/stream.ts).
     s.context = this;
     s.onResponse = sideOnResponse;
@@ -267,6 +282,7 @@ class H2Side implements BackendStream {
     s.onEnd = sideOnEnd;
     s.onReset = sideOnReset;
     s.onWritable = sideOnWritable;
+    ex.attach(this, "h2");
   }
 
   onData(chunk: Uint8Array): void {

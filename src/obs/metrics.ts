@@ -155,9 +155,13 @@ export function createMetrics(registry: Registry) {
   const listeners = new Map<string, ListenerMetrics>();
   const routes = new Map<string, RouteMetrics>();
 
+  // The lookups run per connection or per request; the makers hold the closures (a function whose
+  // locals an inner function captures gets a scope object on every call, fast path included).
   function listener(addr: string): ListenerMetrics {
-    let m = listeners.get(addr);
-    if (m) return m;
+    return listeners.get(addr) ?? makeListener(addr);
+  }
+
+  function makeListener(addr: string): ListenerMetrics {
     const acc = accepted.labels(addr);
     const blockedBy = childrenFor(BLOCK_REASONS, (r) => blocked.labels(addr, r));
     const closedBy = childrenFor(CLOSE_OUTCOMES, (o) => closed.labels(addr, o));
@@ -166,7 +170,7 @@ export function createMetrics(registry: Registry) {
       l7: { c2b: bytes.labels(addr, "l7", "client_to_backend"), b2c: bytes.labels(addr, "l7", "backend_to_client") },
     };
     const failBy = { l4: backendFail.labels(addr, "l4"), l7: backendFail.labels(addr, "l7") };
-    m = {
+    const m: ListenerMetrics = {
       accepted: () => acc.inc(),
       blocked: (reason) => (blockedBy[reason] ?? blocked.labels(addr, "other")).inc(),
       closed: (outcome) => (closedBy[outcome] ?? closedBy.other).inc(),
@@ -182,12 +186,14 @@ export function createMetrics(registry: Registry) {
   }
 
   function route(hostname: string): RouteMetrics {
-    let m = routes.get(hostname);
-    if (m) return m;
+    return routes.get(hostname) ?? makeRoute(hostname);
+  }
+
+  function makeRoute(hostname: string): RouteMetrics {
     // Per request: no string built, no map lookup (children made on first use, by class index).
     const byClass: (CounterChild | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined];
     const hist: HistogramChild = l7Duration.labels(hostname);
-    m = {
+    const m: RouteMetrics = {
       request(status, seconds) {
         const i = codeClassIndex(status);
         let c = byClass[i];

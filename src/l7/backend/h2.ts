@@ -21,13 +21,15 @@ export interface H2Failure {
   message: string;
 }
 
-/** What a request waiting for a session is told: a stream, or why there is none. */
-export type StreamCallback = (s: H2Stream | null, err: H2Failure | null) => void;
+/** What a request waiting for a session is told: a stream, or why there is none (an object, not a closure: one per request). */
+export interface StreamWaiter {
+  onStream(s: H2Stream | null, err: H2Failure | null): void;
+}
 
 interface Waiter {
   fields: string[];
   endStream: boolean;
-  cb: StreamCallback;
+  cb: StreamWaiter;
 }
 
 export class H2Client {
@@ -47,12 +49,12 @@ export class H2Client {
    * Opens a stream for `fields` (pseudo-headers first) — synchronously when a
    * connected session has room, else once one is dialed. `cb` runs once.
    */
-  stream(fields: string[], endStream: boolean, cb: StreamCallback): void {
-    if (this.closed) return cb(null, { connect: true, code: "EPOOLCLOSED", message: "backend pool closed" });
+  stream(fields: string[], endStream: boolean, cb: StreamWaiter): void {
+    if (this.closed) return cb.onStream(null, { connect: true, code: "EPOOLCLOSED", message: "backend pool closed" });
     for (const c of this.conns) {
       if (!c.ready) continue;
       const s = c.session!.request(fields, endStream);
-      if (s !== null) return cb(s, null);
+      if (s !== null) return cb.onStream(s, null);
     }
     this.waiting.push({ fields, endStream, cb });
     // A dial in progress will take the waiters; else open one more connection.
@@ -96,7 +98,7 @@ export class H2Client {
       const s = c.session!.request(w.fields, w.endStream);
       if (s === null) break;
       this.waiting.shift();
-      w.cb(s, null);
+      w.cb.onStream(s, null);
     }
     if (this.waiting.length > 0 && this.conns.length < BACKEND_H2_MAX_CONNECTIONS && !this.conns.some((x) => !x.ready && !x.failed)) this.dial();
   }
@@ -120,7 +122,7 @@ export class H2Client {
   private failWaiters(err: H2Failure): void {
     const w = this.waiting;
     this.waiting = [];
-    for (const x of w) x.cb(null, err);
+    for (const x of w) x.cb.onStream(null, err);
   }
 }
 

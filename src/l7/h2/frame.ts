@@ -76,21 +76,34 @@ export const H2_SETTING = {
 /**
  * A frame as read off the wire. The payload is `buf[start, end)`: a range of
  * the chunk given to FrameReader.push, or of the reader's own buffer, valid
- * until the next call of next() or push(). Copy what you keep. The hot
+ * until the next call of next() or push() — and so is the frame object
+ * itself, which the reader refills for every frame. Copy what you keep
+ * (`copy()`). The hot
  * parsers (DATA, HEADERS) cut their one view straight from `buf`: under JSC a
  * typed-array view costs 60–150 ns (the first one of a fresh socket chunk the
  * most), a noticeable share of a small request, so none is made that is not used.
  */
 export class H2Frame {
   constructor(
-    readonly type: number,
-    readonly flags: number,
+    public type: number,
+    public flags: number,
     /** Stream identifier with the reserved bit cleared. */
-    readonly streamId: number,
-    readonly buf: Uint8Array,
-    readonly start: number,
-    readonly end: number,
+    public streamId: number,
+    public buf: Uint8Array,
+    public start: number,
+    public end: number,
   ) {}
+
+  /** Refills this object (FrameReader's one frame, reused for every frame it returns). */
+  set(type: number, flags: number, streamId: number, buf: Uint8Array, start: number, end: number): H2Frame {
+    this.type = type;
+    this.flags = flags;
+    this.streamId = streamId;
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    return this;
+  }
 
   /** Payload length (the header's length field). */
   get length(): number {
@@ -137,6 +150,8 @@ export class FrameReader {
   private partial: Uint8Array = new Uint8Array(0);
   private partialLen = 0;
   private error: H2Error | null = null;
+  /** The frame next() returns, refilled each time: one object per reader, none per frame. */
+  private readonly frame = new H2Frame(0, 0, 0, new Uint8Array(0), 0, 0);
 
   constructor(opts: FrameReaderOptions = {}) {
     this.maxFrameSize = opts.maxFrameSize ?? H2_DEFAULT_MAX_FRAME_SIZE;
@@ -199,7 +214,7 @@ export class FrameReader {
       return null;
     }
     this.pos = p + FRAME_HEADER_BYTES + len;
-    return new H2Frame(
+    return this.frame.set(
       chunk[p + 3],
       chunk[p + 4],
       ((chunk[p + 5] & 0x7f) << 24) | (chunk[p + 6] << 16) | (chunk[p + 7] << 8) | chunk[p + 8],
@@ -239,7 +254,7 @@ export class FrameReader {
     if (this.partialLen < total) return null;
     h = this.partial; // take() may have grown it
     this.partialLen = 0;
-    return new H2Frame(h[3], h[4], ((h[5] & 0x7f) << 24) | (h[6] << 16) | (h[7] << 8) | h[8], h, FRAME_HEADER_BYTES, total);
+    return this.frame.set(h[3], h[4], ((h[5] & 0x7f) << 24) | (h[6] << 16) | (h[7] << 8) | h[8], h, FRAME_HEADER_BYTES, total);
   }
 
   /** Moves up to `n` bytes from the chunk to `partial`. */

@@ -114,6 +114,21 @@ describe("FrameReader", () => {
     ]);
   });
 
+  test("returns one frame object, refilled for each frame (valid until the next call): no object per frame", () => {
+    const r = new FrameReader({ expectPreface: true });
+    r.push(input);
+    const seen: Array<[number, number, number]> = [];
+    let first: H2Frame | null = null;
+    for (;;) {
+      const f = r.next();
+      if (f === null || f instanceof H2Error) break;
+      first ??= f;
+      expect(f).toBe(first);
+      seen.push([f.type, f.streamId, f.length]);
+    }
+    expect(seen).toEqual(whole.map((f) => [f.type, f.streamId, f.length]));
+  });
+
   test("gives the same frames when the input is split at every byte offset", () => {
     for (let cut = 0; cut <= input.length; cut++) {
       const r = new FrameReader({ expectPreface: true });
