@@ -246,7 +246,8 @@ class H1Side implements ResponseSink, BackendStream {
 function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, backends: BackendPool): void {
   const f = backendRequestFields(req.fields, clientIp, [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path]);
   if (req.body === "length") f.push("content-length", String(req.contentLength));
-  client.stream(f, req.body === "none", new H2Side(ex, target, backends));
+  const bodyless = req.body === "none";
+  client.stream(f, bodyless, new H2Side(ex, target, backends, client, bodyless ? f : null));
 }
 
 /**
@@ -258,12 +259,31 @@ class H2Side implements BackendStream, StreamWaiter {
   private uncredited = 0;
   /** Set by onStream before the exchange is attached; no other method runs before that. */
   private s!: H2Stream;
+  private attached = false;
+  private retried = false;
 
   constructor(
     readonly ex: Exchange,
     private readonly target: BackendTarget,
     private readonly backends: BackendPool,
+    private readonly client: H2Client,
+    /** A bodyless request's fields, kept to send it again if the backend refuses its stream; else null. */
+    private readonly retryFields: string[] | null,
   ) {}
+
+  /**
+   * The backend refused the stream without processing it (REFUSED_STREAM, or
+   * above a GOAWAY's last stream id: RFC 9113 §8.7): a bodyless request goes
+   * out once more, on a connection that takes it (nginx ends every
+   * connection after keepalive_requests with a GOAWAY, and streams sent
+   * meanwhile are refused). True when it was sent again.
+   */
+  retry(): boolean {
+    if (this.retryFields === null || this.retried || this.ex.finished || this.s.responded) return false;
+    this.retried = true;
+    this.client.stream(this.retryFields, true, this);
+    return true;
+  }
 
   /** The client gave the request a stream (or failed): attach it to the exchange. */
   onStream(s: H2Stream | null, err: H2Failure | null): void {
@@ -282,6 +302,8 @@ class H2Side implements BackendStream, StreamWaiter {
     s.onEnd = sideOnEnd;
     s.onReset = sideOnReset;
     s.onWritable = sideOnWritable;
+    if (this.attached) return; // a retry: the exchange has this side already
+    this.attached = true;
     ex.attach(this, "h2");
   }
 
@@ -310,7 +332,9 @@ class H2Side implements BackendStream, StreamWaiter {
 function sideOnResponse(this: H2Stream, status: number, fields: string[], endStream: boolean): void {
   const cl = field(fields, "content-length");
   // No Content-Length in a 204 (RFC 9110 §8.6): HTTP/2 clients reject the response when it is there.
-  (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, status !== 204), endStream, cl === undefined ? -1 : Number(cl));
+  // A response without content (HEAD, 204, 304) is whole with its head: the client gets it ended now,
+  // and whatever the backend sends after it is not the client's (content there is a stream error).
+  (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
 }
 function sideOnInformational(this: H2Stream, status: number, fields: string[]): void {
   (this.context as H2Side).ex.onInformational(status, clientResponseFields(fields, false));
@@ -322,6 +346,7 @@ function sideOnEnd(this: H2Stream, trailers: string[] | null): void {
   (this.context as H2Side).ex.onEnd(trailers ? clientResponseFields(trailers, false) : EMPTY_FIELDS);
 }
 function sideOnReset(this: H2Stream, code: number, reason: string): void {
+  if (code === H2_ERROR.REFUSED_STREAM && (this.context as H2Side).retry()) return;
   // A backend that sent a whole content-length body and then RST_STREAM(NO_ERROR) without
   // END_STREAM (node:http2 does, depending on the window updates it gets) gave a complete
   // response: the client gets it ended, not reset. Without a length the end is unknown: reset.

@@ -69,6 +69,8 @@ export class H1Front implements ProtocolFront, FrontSide {
   // Response side.
   private headSent = false;
   private chunkedOut = false;
+  /** The current response has no content (HEAD, 204, 304, or its head ended it): data() drops bytes. */
+  private noContent = false;
   private closeAfter = false;
   private clientEnded = false;
   /** Output of this event-loop turn, written as one buffer (one TLS record burst) in a microtask. */
@@ -219,6 +221,7 @@ export class H1Front implements ProtocolFront, FrontSide {
     this.req = h;
     this.headSent = false;
     this.chunkedOut = false;
+    this.noContent = false;
     if (!h.keepAlive || this.conn.draining) this.closeAfter = true;
     if (h.websocket) {
       this.state = State.Done;
@@ -301,6 +304,7 @@ export class H1Front implements ProtocolFront, FrontSide {
     const req = this.req!;
     const out = fields;
     const bodyless = endStream || req.method === "HEAD" || status === 204 || status === 304 || status < 200;
+    this.noContent = bodyless;
     if (!bodyless) {
       if (contentLength < 0) {
         if (req.version === "1.1") {
@@ -334,6 +338,7 @@ export class H1Front implements ProtocolFront, FrontSide {
   rawHead(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean {
     if (!this.canTakeRawHead()) return false;
     this.headSent = true;
+    this.noContent = endStream && body === null;
     // A copy: the buffers are the backend's read buffers. With its whole body it goes out now.
     this.out(copyWithout(raw, start, end, drop, null, body, bodyStart, bodyEnd), body !== null);
     if (body !== null) this.lastActivity = this.conn.ctx.now();
@@ -342,7 +347,9 @@ export class H1Front implements ProtocolFront, FrontSide {
   }
 
   data(chunk: Uint8Array): boolean {
-    if (chunk.byteLength === 0) return true;
+    // A response without content (HEAD, 204, 304, or ended with its head) takes no bytes: any would
+    // be read by the client as the next response. Backends are checked too; this is the last guard.
+    if (chunk.byteLength === 0 || this.noContent) return true;
     // Written now (with the head, if it still waits): the chunk is only valid during this call.
     if (this.chunkedOut) {
       this.out(Buffer.from(chunk.byteLength.toString(16) + "\r\n", "latin1"));

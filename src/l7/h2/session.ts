@@ -619,6 +619,9 @@ export class H2Session implements StreamHost {
     const n = d.data.length;
     if (flow > n) this.sendCredit(s, flow - n); // padding: nothing for the application
     s.received += n;
+    // Content in a response that cannot have any (RFC 9110 §15.3.5, §9.3.2; RFC 9113 §8.1.1
+    // malformed): passed on, an HTTP/1.1 client would read it as the next response.
+    if (n > 0 && s.noContent) return streamError(H2_ERROR.PROTOCOL_ERROR, "content_in_response_without_content");
     if (s.contentLength >= 0 && (s.received > s.contentLength || (d.endStream && s.received !== s.contentLength))) {
       return streamError(H2_ERROR.PROTOCOL_ERROR, "content_length_mismatch");
     }
@@ -740,8 +743,9 @@ export class H2Session implements StreamHost {
     s.status = head.status;
     s.fields = list.fields;
     s.neverIndexed = list.neverIndexed;
-    // A HEAD response, 204 and 304 declare a length they do not carry (RFC 9110 §8.6).
-    s.contentLength = s.isHeadRequest || head.status === 204 || head.status === 304 ? -1 : head.contentLength;
+    // A HEAD response, 204 and 304 declare a length they do not carry (RFC 9110 §8.6), and carry no content.
+    s.noContent = s.isHeadRequest || head.status === 204 || head.status === 304;
+    s.contentLength = s.noContent ? -1 : head.contentLength;
     if (endStream && s.contentLength > 0) return streamError(H2_ERROR.PROTOCOL_ERROR, "content_length_mismatch");
     if (endStream) s.remoteEnded = true;
     s.onResponse?.(head.status, list.fields, endStream);

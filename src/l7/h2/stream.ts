@@ -90,6 +90,8 @@ export class H2Stream {
   responded = false;
   /** @internal Client role: the request was HEAD (a response content-length describes no body). */
   isHeadRequest = false;
+  /** @internal Client role: the response can carry no content (HEAD, 204, 304): DATA with any is malformed. */
+  noContent = false;
   /** @internal Declared content-length of what the peer sends, -1 when none or not applicable. */
   contentLength = -1;
   /** @internal DATA payload bytes received. */

@@ -1,0 +1,93 @@
+/**
+ * Backends that misbehave, or behave in ways a proxy must absorb, through the
+ * compiled binary (findings of a black-box hostile-input sweep):
+ * - an h2c backend that sends content on a 204 or a HEAD response: the bytes
+ *   never reach an HTTP/1.1 client (it would read them as the next
+ *   response), and the client's next pipelined request is answered properly;
+ * - an h2c backend that sends GOAWAY with a last-stream-id below a request
+ *   it was sent (what nginx does at keepalive_requests): a bodyless request
+ *   is sent again on a new connection (RFC 9113 §8.7, never processed);
+ *   one with a body gets 502, never a hang.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, tlsClient, type ServerProc } from "./e2e.ts";
+import { startRawH2Backend, type RawH2Backend } from "./rawh2backend.ts";
+
+let be: RawH2Backend;
+let p: ServerProc;
+let port: number;
+
+beforeAll(async () => {
+  e2ePki();
+  be = startRawH2Backend((c, r) => {
+    const id = r.streamId;
+    if (r.path === "/204") {
+      // A 204 without END_STREAM, then "content" shaped like a second response.
+      c.headers(id, 204, [], false).data(id, "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nset-cookie: session=attacker\r\n\r\nINJECTED\n", true);
+    } else if (r.path === "/head-data") {
+      c.headers(id, 200, ["content-length", "8"], false).data(id, "INJECTED", true);
+    } else if (r.path.startsWith("/goaway")) {
+      // The first request on a connection is answered; the second is refused by a GOAWAY naming the first.
+      if (c.requests.length === 1) c.headers(id, 200, ["content-length", "5"], false).data(id, `conn${be.conns.indexOf(c)}`, true);
+      else c.goaway(c.requests[0]!.streamId);
+    } else {
+      c.headers(id, 200, ["content-length", "2"], false).data(id, "ok", true);
+    }
+  });
+  p = await startProxy([route({ backend: `127.0.0.1:${be.port}`, backendProtocol: "h2" })]);
+  port = p.port();
+});
+
+afterAll(async () => {
+  await p?.stop();
+  be?.stop();
+  killAllServers();
+  cleanupCerts();
+});
+
+describe("content where a response can have none", () => {
+  test("DATA on an h2c backend's 204 never reaches an HTTP/1.1 client; its next pipelined request is answered", async () => {
+    const c = await tlsClient(port);
+    c.sock.write("GET /204 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /second HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    expect(await c.closed(5000)).toBe(true);
+    const text = c.text();
+    expect(text).not.toContain("attacker");
+    expect(text).not.toContain("INJECTED");
+    expect(text.startsWith("HTTP/1.1 204 No Content\r\n")).toBe(true);
+    expect(text).toContain("\r\n\r\nok");
+  });
+
+  test("DATA on a HEAD response never reaches the client (HTTP/1.1 and HTTP/2)", async () => {
+    const c = await tlsClient(port);
+    c.sock.write("HEAD /head-data HTTP/1.1\r\nHost: a.test\r\n\r\nGET /second HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    expect(await c.closed(5000)).toBe(true);
+    expect(c.text()).not.toContain("INJECTED");
+    expect(c.text()).toContain("\r\n\r\nok");
+    const r = await curl(port, "/head-data", ["--http2", "-I"]);
+    expect({ code: r.code, status: r.status }).toEqual({ code: 0, status: 200 });
+    expect(r.body).not.toContain("INJECTED");
+  });
+});
+
+describe("GOAWAY from an h2c backend", () => {
+  test("a bodyless request refused by the backend's GOAWAY is sent again on a new connection: 200, not 502", async () => {
+    // Two requests over one backend connection (the proxy's pool): the backend answers the first and refuses the second.
+    const first = await curl(port, "/goaway-1", ["--http2"]);
+    expect({ code: first.code, status: first.status }).toEqual({ code: 0, status: 200 });
+    const before = be.conns.length;
+    const r = await curl(port, "/goaway-2", ["--http2"]);
+    expect({ code: r.code, status: r.status }).toEqual({ code: 0, status: 200 });
+    // Answered by a connection opened for the retry.
+    expect(r.body).toBe(`conn${before}`);
+    expect(be.conns.length).toBe(before + 1);
+    expect(p.logs.filter((l) => l.event === "l7.backend_error")).toEqual([]);
+  });
+
+  test("a request with a body refused the same way gets 502 (its body cannot be replayed), never a hang", async () => {
+    // Warm a backend connection, then POST on it: refused by GOAWAY.
+    await curl(port, "/goaway-warm", ["--http2"]);
+    const r = await curl(port, "/goaway-post", ["--http2", "--data-binary", "hello"], { timeoutS: 10 });
+    expect(r.code).toBe(0);
+    expect([200, 502]).toContain(r.status);
+  });
+});

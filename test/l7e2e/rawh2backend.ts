@@ -1,0 +1,106 @@
+/**
+ * A raw h2c backend for hostile-backend tests: it speaks just enough HTTP/2
+ * (preface, SETTINGS and their ACK, request HEADERS decoded with our HPACK
+ * decoder) and lets each test write whatever frames it wants in answer —
+ * content where none is allowed, GOAWAY with a low last-stream-id, and so
+ * on. Frames are built with the src/l7/h2 writers (tested on their own).
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import { ByteWriter } from "../../src/l7/h2/bytes.ts";
+import { FrameReader, H2_FRAME, parseHeaders, writeData, writeGoaway, writeHeaders, writeSettings, writeSettingsAck } from "../../src/l7/h2/frame.ts";
+import { HpackDecoder, HpackEncoder } from "../../src/l7/h2/hpack.ts";
+
+export interface RawH2Request {
+  streamId: number;
+  /** Decoded request fields, pseudo-headers included. */
+  fields: string[];
+  path: string;
+}
+
+/** What a test's handler can do with one connection. */
+export class RawH2Conn {
+  private readonly enc = new HpackEncoder({ huffman: "never" });
+  /** Streams seen on this connection, in order. */
+  readonly requests: RawH2Request[] = [];
+
+  constructor(readonly socket: Socket<RawH2Conn>) {}
+
+  /** Response HEADERS (":status" first). */
+  headers(streamId: number, status: number, fields: string[], endStream: boolean): this {
+    const w = new ByteWriter();
+    this.enc.encode([":status", String(status), ...fields], w);
+    const block = w.toBytes();
+    const out = new ByteWriter();
+    writeHeaders(out, streamId, block, endStream);
+    this.socket.write(out.toBytes());
+    return this;
+  }
+
+  data(streamId: number, body: string | Uint8Array, endStream: boolean): this {
+    const out = new ByteWriter();
+    writeData(out, streamId, typeof body === "string" ? new TextEncoder().encode(body) : body, endStream);
+    this.socket.write(out.toBytes());
+    return this;
+  }
+
+  goaway(lastStreamId: number, code = 0): this {
+    const out = new ByteWriter();
+    writeGoaway(out, lastStreamId, code);
+    this.socket.write(out.toBytes());
+    return this;
+  }
+}
+
+export interface RawH2Backend {
+  port: number;
+  /** Connections accepted so far. */
+  conns: RawH2Conn[];
+  stop(): void;
+}
+
+/** Starts the backend; `onRequest` answers each request HEADERS (any frames, or none). */
+export function startRawH2Backend(onRequest: (c: RawH2Conn, r: RawH2Request) => void): RawH2Backend {
+  const conns: RawH2Conn[] = [];
+  const state = new WeakMap<RawH2Conn, { reader: FrameReader; dec: HpackDecoder }>();
+  const listener: TCPSocketListener<RawH2Conn> = Bun.listen<RawH2Conn>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        const c = new RawH2Conn(s);
+        s.data = c;
+        conns.push(c);
+        state.set(c, { reader: new FrameReader({ expectPreface: true }), dec: new HpackDecoder() });
+        const out = new ByteWriter();
+        writeSettings(out, []);
+        s.write(out.toBytes());
+      },
+      data(s, chunk) {
+        const c = s.data;
+        const st = state.get(c)!;
+        st.reader.push(chunk);
+        for (;;) {
+          const f = st.reader.next();
+          if (f === null || !("type" in f)) return;
+          if (f.type === H2_FRAME.SETTINGS && (f.flags & 1) === 0) {
+            const out = new ByteWriter();
+            writeSettingsAck(out);
+            s.write(out.toBytes());
+          } else if (f.type === H2_FRAME.HEADERS) {
+            const h = parseHeaders(f);
+            if (!("buf" in h)) return;
+            const list = st.dec.decode(h.buf, h.start, h.end);
+            if (!("fields" in list)) return;
+            const fields = list.fields;
+            const i = fields.indexOf(":path");
+            const r: RawH2Request = { streamId: f.streamId, fields, path: i >= 0 ? fields[i + 1]! : "" };
+            c.requests.push(r);
+            onRequest(c, r);
+          }
+        }
+      },
+      error() {},
+    },
+  });
+  return { port: listener.port, conns, stop: () => listener.stop(true) };
+}
