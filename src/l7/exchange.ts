@@ -12,7 +12,7 @@ import { log, logLevelEnabled } from "../obs/log.ts";
 import { metrics } from "../obs/metrics.ts";
 import type { RouteEntry } from "../state/state.ts";
 import type { RouteRecord } from "../records.ts";
-import type { Fields } from "./headers.ts";
+import { requestTrailerFields, type Fields } from "./headers.ts";
 
 export const BODY_502 = "502 Bad Gateway: backend unreachable\n";
 export const BODY_502_ERR = "502 Bad Gateway: backend error\n";
@@ -141,6 +141,8 @@ export class Exchange {
 
   requestEnd(trailers: Fields | null): void {
     if (this.finished) return;
+    // The header rules hold for trailers too: no forwarding claims, framing or routing from the client.
+    if (trailers !== null && trailers.length > 0) trailers = requestTrailerFields(trailers);
     if (this.backend === null) {
       this.earlyEnd = trailers;
       return;

@@ -97,6 +97,44 @@ export function backendRequestFields(src: readonly string[], clientIp: string, o
 }
 
 /**
+ * Fields a client may not send as trailers, on top of the connection-specific
+ * ones and the forwarding claims: framing, routing, authentication, and the
+ * request modifiers a recipient acts on before the content (RFC 9110 §6.5.1).
+ */
+const TRAILER_PROHIBITED = new Set([
+  "host",
+  "content-length",
+  "trailer",
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "content-encoding",
+  "content-type",
+  "content-range",
+  "range",
+  "max-forwards",
+  "cache-control",
+]);
+
+/**
+ * A client's trailers as they may reach a backend: pseudo-headers,
+ * connection-specific fields, the forwarding claims of SPEC §5 and the fields RFC 9110 §6.5.1 keeps out of
+ * trailers are dropped (a client must not claim X-Forwarded-For or Host in
+ * its trailer section any more than in its head). Returns `src` itself when
+ * nothing is dropped.
+ */
+export function requestTrailerFields(src: Fields): Fields {
+  let out: Fields | null = null;
+  for (let i = 0; i < src.length; i += 2) {
+    const name = src[i]!;
+    const drop = name.charCodeAt(0) === 58 || HOP_BY_HOP.has(name) || FORWARDING.has(name) || TRAILER_PROHIBITED.has(name);
+    if (drop) out ??= src.slice(0, i);
+    else if (out !== null) out.push(name, src[i + 1]!);
+  }
+  return out ?? src;
+}
+
+/**
  * Joins the `cookie` fields of `fields` into one, values separated by "; "
  * (RFC 9113 §8.2.3: HTTP/2 clients send each cookie as its own field, and
  * they must be one line before they reach HTTP/1.1), at the first one's place.

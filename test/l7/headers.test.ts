@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined, joinCookies } from "../../src/l7/headers.ts";
+import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined, joinCookies, requestTrailerFields } from "../../src/l7/headers.ts";
 
 describe("request headers towards the backend (SPEC §5)", () => {
   test("client-sent forwarding headers are replaced by the real client address", () => {
@@ -40,6 +40,16 @@ describe("request headers towards the backend (SPEC §5)", () => {
     expect(joinCookies(["accept", "cookie", "cookie", "a=1; b=2"])).toEqual(["accept", "cookie", "cookie", "a=1; b=2"]);
     const one = ["cookie", "a=1"];
     expect(joinCookies(one)).toBe(one);
+  });
+
+  test("client trailers lose forwarding claims, framing, routing and authentication (SPEC §5, RFC 9110 §6.5.1); the rest pass", () => {
+    const t = [
+      "x-forwarded-for", "6.6.6.6", "x-real-ip", "6.6.6.6", "forwarded", "for=6.6.6.6", "host", "evil.test", "content-length", "0",
+      "transfer-encoding", "chunked", "authorization", "Basic x", "cookie", "a=1", ":path", "/x", "x-checksum", "abc", "grpc-foo", "1",
+    ];
+    expect(requestTrailerFields(t)).toEqual(["x-checksum", "abc", "grpc-foo", "1"]);
+    const clean = ["x-checksum", "abc"];
+    expect(requestTrailerFields(clean)).toBe(clean);
   });
 
   test("TE: trailers is kept (gRPC needs it)", () => {

@@ -169,6 +169,21 @@ describe("request bodies", () => {
     expect(trailers).toEqual(["x-checksum: abc123", "x-other: two words"]);
   });
 
+  test("trailers cannot carry forwarding claims, Host or framing to the backend (SPEC §5; RFC 9110 §6.5.1)", async () => {
+    const c = await tlsClient(port);
+    c.sock.write(
+      "POST /echo-trailer-claims HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+        "5\r\nhello\r\n" +
+        "0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nHost: evil.test\r\nContent-Length: 0\r\nX-Checksum: abc\r\n\r\n",
+    );
+    expect(await c.closed(5000)).toBe(true);
+    expect(statuses(c.text())).toEqual([200]);
+    const seen = be.seen.find((s) => s.path === "/echo-trailer-claims")!;
+    expect(seen.body.toString()).toBe("hello");
+    expect(seen.trailers.toLowerCase().split("\r\n").filter((l) => l !== "")).toEqual(["x-checksum: abc"]);
+    expect(seen.headers.get("x-forwarded-for")).toEqual(["127.0.0.1"]);
+  });
+
   test("a large chunked upload (curl, 3 MB from stdin) arrives byte-exact", async () => {
     const r = await curl(port, "/echo-chunked-big", ["--http1.1", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-"], { stdin: new Blob([big]) });
     expect(r.status).toBe(200);
