@@ -201,6 +201,12 @@ class H1Side implements ResponseSink, BackendStream {
   }
 
   onHead(h: ResponseHead, raw: Uint8Array | null, at: number): void {
+    if (h.status === 101) {
+      // forward() never asks for an upgrade (Upgrade is not forwarded; WebSocket has its own path),
+      // and a server must not switch to a protocol nobody asked for (RFC 9110 §15.2.2): 502.
+      this.x?.cancel();
+      return this.ex.onError({ connect: false, code: "EPROTO", message: "backend answered 101 Switching Protocols to a request that asked for no upgrade" });
+    }
     const noBody = h.framing === "none";
     if (raw !== null && this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, null, 0, 0, noBody)) return;
     // Parsed framing-only for a pass-through the front no longer takes: every field is needed now.

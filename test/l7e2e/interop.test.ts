@@ -79,6 +79,8 @@ beforeAll(async () => {
     } else if (path === "/hints40") {
       r.sock.write("HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n".repeat(40));
       r.send(200, "after 40 hints", { "content-type": "text/plain" });
+    } else if (path === "/101") {
+      r.sock.write("HTTP/1.1 101 Switching Protocols\r\n\r\nhello raw bytes");
     } else if (path === "/continue") {
       r.sock.write("HTTP/1.1 100 Continue\r\n\r\n");
       r.send(200, `got ${r.req.body.byteLength}`);
@@ -187,6 +189,14 @@ describe("HTTP/1.1 backend", () => {
       const r = await curl(port, "/hints40", [proto], { host: "b.test" });
       expect({ proto, code: r.code, statuses: r.blocks.map((b) => b.status) }).toEqual({ proto, code: 0, statuses: [...Array<number>(L7_MAX_INFORMATIONAL_HEADS).fill(103), 200] });
       expect(r.body).toBe("after 40 hints");
+    }
+  });
+
+  test("a 101 to a request that asked for no upgrade is the backend's error: 502 on both fronts, no tunnel, no handler exception", async () => {
+    for (const proto of ["--http2", "--http1.1"]) {
+      const r = await curl(port, "/101", [proto], { host: "b.test" });
+      expect({ proto, code: r.code, status: r.status }).toEqual({ proto, code: 0, status: 502 });
+      expect(r.body).not.toContain("hello raw bytes");
     }
   });
 
