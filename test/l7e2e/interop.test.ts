@@ -52,7 +52,7 @@ let p: ServerProc;
 let port: number;
 
 async function startNodeBackend(): Promise<void> {
-  node = Bun.spawn(["node", "-e", NODE_BACKEND], { stdout: "pipe", stderr: "inherit" });
+  node = Bun.spawn(["node", "-e", NODE_BACKEND], { stdout: "pipe", stderr: "ignore" });
   const reader = (node.stdout as ReadableStream<Uint8Array>).getReader();
   let text = "";
   const end = Date.now() + 10_000;

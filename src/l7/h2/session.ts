@@ -249,6 +249,11 @@ export class H2Session implements StreamHost {
   /** When the GOAWAY(2^31-1)+PING of a graceful shutdown went out, -1 otherwise. */
   private goawayPingAt = -1;
   private stalledSince = -1;
+  /** DATA frames with content written (a progress counter for the stream-window stall check). */
+  private dataFrames = 0;
+  private dataFramesAtTick = 0;
+  /** Server role: since when every stream with data to send has waited on its own window, nothing sent; -1 when not. */
+  private windowStallSince = -1;
   private readonly glitches: RateBudget;
   private readonly resets: RateBudget;
   /** END_STREAM flag and frame-level stream error of the HEADERS whose block is being assembled. */
@@ -449,6 +454,20 @@ export class H2Session implements StreamHost {
         return;
       }
     }
+    if (this.isServer) {
+      // A client that opens the connection window but never its streams' (or sets
+      // SETTINGS_INITIAL_WINDOW_SIZE 0) holds its streams, and their backends, forever:
+      // data waiting, none of it sendable, nothing sent for H2_SEND_STALL_TIMEOUT_MS → GOAWAY.
+      // One paused stream among streams that move is left alone.
+      if (this.dataFrames === this.dataFramesAtTick && this.allPendingOnStreamWindows()) {
+        if (this.windowStallSince < 0) this.windowStallSince = now;
+        else if (now - this.windowStallSince > H2_SEND_STALL_TIMEOUT_MS) {
+          this.fail(connError(H2_ERROR.ENHANCE_YOUR_CALM, "send_stalled"));
+          return;
+        }
+      } else this.windowStallSince = -1;
+      this.dataFramesAtTick = this.dataFrames;
+    }
     if (this.goawayPingAt >= 0 && now - this.goawayPingAt > H2_GOAWAY_PING_TIMEOUT_MS) {
       this.sendFinalGoaway();
       this.scheduleFlush();
@@ -485,6 +504,7 @@ export class H2Session implements StreamHost {
     s.sendWindow -= n;
     this.sendConnWindow -= n;
     this.stalledSince = -1;
+    this.dataFrames++;
     this.lastDataId = s.id;
     this.lastDataFlagsAt = at + 4;
     this.lastDataEnd = out.len;
@@ -1055,6 +1075,17 @@ export class H2Session implements StreamHost {
   // -------------------------------------------------------------------------
   // Ending
 
+  /** Some stream has data (or its end) queued, and every such stream waits on its own send window. */
+  private allPendingOnStreamWindows(): boolean {
+    let pending = false;
+    for (const s of this.streams.values()) {
+      if (s.closed || s.localEnded || (s.queued === 0 && !s.endQueued)) continue;
+      if (s.queued === 0 || s.sendWindow > 0) return false;
+      pending = true;
+    }
+    return pending;
+  }
+
   private sendFinalGoaway(): void {
     this.goawayPingAt = -1;
     this.goawayLastId = this.lastPeerStreamId;
@@ -1175,6 +1206,7 @@ export class H2Session implements StreamHost {
       s.sendWindow -= n;
       this.sendConnWindow -= n;
       this.stalledSince = -1;
+      this.dataFrames++;
       if (s.wantWritable && s.queued < s.sendCap()) {
         s.wantWritable = false;
         this.writable.push(s);

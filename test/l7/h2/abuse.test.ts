@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { ByteWriter } from "../../../src/l7/h2/bytes.ts";
 import { H2_ERROR } from "../../../src/l7/h2/errors.ts";
 import { H2_FLAG, H2_FRAME, H2_MAX_CONTINUATION_FRAMES, H2_SETTING } from "../../../src/l7/h2/frame.ts";
-import { H2_GLITCH_BURST, H2_MAX_CONCURRENT_STREAMS, H2_MAX_REFUSED_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_RAPID_RESET_BURST } from "../../../src/limits.ts";
+import { H2_GLITCH_BURST, H2_MAX_CONCURRENT_STREAMS, H2_MAX_REFUSED_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_RAPID_RESET_BURST, H2_SEND_STALL_TIMEOUT_MS } from "../../../src/limits.ts";
 import type { H2Stream } from "../../../src/l7/h2/stream.ts";
 import { GET, POST, RawPeer } from "./wire.ts";
 
@@ -199,5 +199,73 @@ describe("memory stays bounded", () => {
     const after = process.memoryUsage().heapUsed;
     expect(after - before).toBeLessThan(4 * 1024 * 1024);
     expect(peer.session.openStreams).toBe(H2_MAX_CONCURRENT_STREAMS);
+  });
+});
+
+describe("streams whose windows the client never opens (SPEC §5)", () => {
+  function serving(settings: number[] = []) {
+    const streams: H2Stream[] = [];
+    const peer = new RawPeer("server", {
+      onStream(s) {
+        streams.push(s);
+        s.onData = () => {};
+        s.respond(200, []);
+        s.write(new Uint8Array(100_000)); // more than any default window
+      },
+    });
+    peer.handshake(settings);
+    return { peer, streams };
+  }
+  const tickFor = (peer: RawPeer, ms: number) => {
+    for (let t = 0; t < ms; t += 1000) {
+      peer.clock += 1000;
+      peer.session.tick(peer.clock);
+    }
+  };
+
+  // The server session flushes after the event-loop turn (setImmediate).
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+
+  test(`connection window opened, stream windows never: GOAWAY ENHANCE_YOUR_CALM "send_stalled" after H2_SEND_STALL_TIMEOUT_MS (${H2_SEND_STALL_TIMEOUT_MS} ms) without progress`, async () => {
+    const { peer } = serving();
+    peer.send(RawPeer.windowUpdate(0, 1 << 30));
+    for (let i = 0; i < 5; i++) peer.send(peer.headers(1 + 2 * i, GET, true));
+    await turn();
+    expect(peer.dataOn(1).length).toBe(65535);
+    tickFor(peer, H2_SEND_STALL_TIMEOUT_MS - 1000);
+    await peer.flushed();
+    expect(calm(peer)).toBeNull();
+    // Detected within two sweeps past the limit.
+    tickFor(peer, 4000);
+    await peer.flushed();
+    expect(calm(peer)?.errorCode).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
+    expect(calm(peer)?.debug).toBe("send_stalled");
+  });
+
+  test("SETTINGS_INITIAL_WINDOW_SIZE 0 and no WINDOW_UPDATE: the same", async () => {
+    const { peer } = serving([H2_SETTING.INITIAL_WINDOW_SIZE, 0]);
+    peer.send(peer.headers(1, GET, true));
+    await turn();
+    tickFor(peer, H2_SEND_STALL_TIMEOUT_MS + 2000);
+    await peer.flushed();
+    expect(calm(peer)?.debug).toBe("send_stalled");
+  });
+
+  test("one stream paused while another keeps moving is left alone (a paused video beside page loads)", async () => {
+    const { peer } = serving();
+    peer.send(RawPeer.windowUpdate(0, 1 << 30));
+    peer.send(peer.headers(1, GET, true)); // never opened again
+    peer.send(peer.headers(3, GET, true));
+    await turn();
+    for (let t = 0; t < H2_SEND_STALL_TIMEOUT_MS * 2; t += 1000) {
+      // Stream 3 gets credit every second and sends.
+      peer.send(RawPeer.windowUpdate(3, 1000));
+      await turn();
+      peer.clock += 1000;
+      peer.session.tick(peer.clock);
+    }
+    await peer.flushed();
+    expect(calm(peer)).toBeNull();
+    expect(peer.session.closed).toBe(false);
   });
 });
