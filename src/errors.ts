@@ -45,6 +45,18 @@ export class NotFoundError extends Error {
   }
 }
 
+/** The request is valid but the server's configuration cannot honour it (gRPC FAILED_PRECONDITION). */
+export class FailedPreconditionError extends Error {
+  readonly code = "failed_precondition";
+  constructor(
+    readonly field: string,
+    readonly detail: string,
+  ) {
+    super(`${field}: ${detail}`);
+    this.name = "FailedPreconditionError";
+  }
+}
+
 /** The database refused or failed a write/read; memory was left unchanged. */
 export class StoreError extends Error {
   readonly code = "store";

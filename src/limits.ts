@@ -42,6 +42,8 @@ export const H1_PIPELINE_MAX_BYTES = 64 * 1024;
 export const H1_RESPONSE_HIGH_WATER_BYTES = 64 * 1024;
 /** After we end a connection (408, drain, close_notify), the socket is destroyed this long later whatever the client does. */
 export const L7_CLOSE_GRACE_MS = 1000;
+/** Largest certificate, key or CA file read (a chain of a few certificates is ~10 KB). */
+export const PEM_FILE_MAX_BYTES = 1024 * 1024;
 /** Informational (1xx) heads relayed per response; a backend sending more has the rest dropped (the 504 still counts from the request's end). */
 export const L7_MAX_INFORMATIONAL_HEADS = 16;
 

@@ -7,10 +7,11 @@
  */
 import fs from "node:fs";
 import net from "node:net";
+import { isAbsolute } from "node:path";
 import { Server, ServerCredentials, status as grpcStatus, type sendUnaryData, type ServerUnaryCall, type ServerCredentials as Creds } from "@grpc/grpc-js";
 import type { SecureContextOptions } from "node:tls";
 import type { FirewallRuleType, GrpcConfig, PolicyType } from "../config/types.ts";
-import { ConfigError, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { ConfigError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { HealthService } from "../gen/grpc/health/v1/health.ts";
 import { ProxyAdminServiceService, type ProxyAdminServiceServer } from "../gen/mc_proxy/v1/admin.ts";
 import { log } from "../obs/log.ts";
@@ -52,6 +53,12 @@ export interface AdminDeps {
    * every data-path worker has applied the change (src/server/workers.ts).
    */
   applied?(): Promise<void>;
+  /**
+   * Whether a GeoIP database is configured ([firewall] geoip_db): without one
+   * a country rule could never match, so AddFirewallRule refuses it, as the
+   * TOML does. Unset: not checked.
+   */
+  geoipConfigured?: boolean;
   /** Called once per RPC with the method name and the status code name ("OK", "NOT_FOUND", …); for metrics. */
   onRpc?(method: string, code: string): void;
 }
@@ -73,6 +80,7 @@ export function toGrpcError(e: unknown): { code: grpcStatus; details: string } {
   const msg = e instanceof Error ? e.message : String(e);
   if (code === "invalid_argument") return { code: grpcStatus.INVALID_ARGUMENT, details: msg };
   if (code === "not_found") return { code: grpcStatus.NOT_FOUND, details: msg };
+  if (code === "failed_precondition") return { code: grpcStatus.FAILED_PRECONDITION, details: msg };
   if (code === "store") return { code: grpcStatus.INTERNAL, details: `database: ${msg}` };
   return { code: grpcStatus.INTERNAL, details: "internal error (see server log)" };
 }
@@ -113,6 +121,11 @@ function adminHandlers(deps: AdminDeps): Handlers {
     addRoute: (req) => {
       required(req.listenerAddr, "listener_addr");
       const input = routeFromProto(present(req.route, "route"));
+      // A relative path would be resolved against the server's working directory now and
+      // against another after a restart (systemd's is /): the route would then fail to load.
+      for (const [field, path] of [["route.tls_cert", input.tlsCert], ["route.tls_key", input.tlsKey], ["route.backend_tls_ca", input.backendTlsCa]] as const) {
+        if (path && !isAbsolute(path)) throw new InvalidArgumentError(field, `"${path}" must be an absolute path (the server does not share the client's working directory)`);
+      }
       return { route: routeToProto(s.addRoute(req.listenerAddr, input)) };
     },
     removeRoute: (req) => {
@@ -123,6 +136,9 @@ function adminHandlers(deps: AdminDeps): Handlers {
     addFirewallRule: (req) => {
       const rule = present(req.rule, "rule");
       const type = firewallTypeName(rule.type);
+      if (type === "country" && deps.geoipConfigured === false) {
+        throw new FailedPreconditionError("rule.type", "a country rule needs [firewall] geoip_db: without it the rule could never match");
+      }
       return { rule: firewallRuleToProto(s.addFirewallRule(type, required(rule.value, "rule.value"))) };
     },
     removeFirewallRule: (req) => {

@@ -5,7 +5,8 @@
  * caller-given prefix: `listeners[0].routes[1]` (config) or `route` (admin).
  */
 import { X509Certificate } from "node:crypto";
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
+import { FileReadError, readSmallFile } from "../fsread.ts";
 import { isIP } from "node:net";
 import { CertError, loadCertPair, type CertPair } from "../tls/certs.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -169,9 +170,9 @@ export function checkHeaderName(s: string): string | null {
 export function checkCaFile(path: string): string | null {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readSmallFile(path);
   } catch (e) {
-    return `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`;
+    return `${path}: cannot read (${e instanceof FileReadError ? e.message : "error"})`;
   }
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) return `${path}: no PEM CERTIFICATE block`;
@@ -189,7 +190,8 @@ export function checkCaFile(path: string): string | null {
 export function checkReadableFile(path: string): string | null {
   try {
     // Open, don't read: GeoIP databases are megabytes.
-    const fd = openSync(path, "r");
+    // Non-blocking: a FIFO would block until a writer came.
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       if (!fstatSync(fd).isFile()) return `${path}: not a regular file`;
     } finally {

@@ -154,6 +154,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
           },
         }),
         applied: () => syncing,
+        geoipConfigured: config.firewall.geoipDb !== "",
         onRpc: (method, code) => metrics.adminRpc(method, code),
       });
     }

@@ -15,7 +15,7 @@ import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { normalizeIp, parseCidr } from "../net/ip.ts";
 import { type CertPair, loadCertPair } from "../tls/certs.ts";
 import { log } from "../obs/log.ts";
-import { readFileSync } from "node:fs";
+import { type FileReadError, readSmallFile } from "../fsread.ts";
 import type { Store } from "../store/store.ts";
 import type { FirewallRuleRecord, ListenerRecord, PolicyRecord, RouteInput, RouteRecord } from "../records.ts";
 
@@ -37,9 +37,9 @@ export interface RouteEntry {
 export function loadBackendCa(record: RouteRecord, listenerAddr: string): string | null {
   if (record.mode !== "l7" || !record.backendTls || !record.backendTlsVerify || !record.backendTlsCa) return null;
   try {
-    return readFileSync(record.backendTlsCa, "utf8");
+    return readSmallFile(record.backendTlsCa);
   } catch (e) {
-    log.warn("route.backend_ca_unreadable", { listener: listenerAddr, hostname: record.hostname, file: record.backendTlsCa, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    log.warn("route.backend_ca_unreadable", { listener: listenerAddr, hostname: record.hostname, file: record.backendTlsCa, reason: (e as FileReadError).message ?? String(e) });
     return null;
   }
 }

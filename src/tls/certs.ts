@@ -4,7 +4,7 @@
  * Used by config validation, the admin API (AddRoute) and SIGHUP reloads.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { FileReadError, readSmallFile } from "../fsread.ts";
 import * as tls from "node:tls";
 
 export interface CertPair {
@@ -43,11 +43,12 @@ function readText(path: string, which: "cert" | "key"): string {
   const what = which === "cert" ? "certificate" : "key";
   if (!path) throw new CertError("unreadable", which, `${what} path is empty`);
   try {
-    return readFileSync(path, "utf8");
+    // Non-blocking, regular files only, bounded (a FIFO or /dev/zero would hold the thread).
+    return readSmallFile(path);
   } catch (e) {
-    // Only the errno code: the OS message is fine but keeps the text short.
-    const code = (e as NodeJS.ErrnoException).code ?? "error";
-    throw new CertError("unreadable", which, `${what} ${path}: cannot read (${code})`);
+    // Only the short reason: the OS message is fine but keeps the text short.
+    const reason = e instanceof FileReadError ? e.message : "error";
+    throw new CertError("unreadable", which, `${what} ${path}: cannot read (${reason})`);
   }
 }
 

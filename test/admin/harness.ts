@@ -45,7 +45,7 @@ export function captureLogs(): { logs: string[]; restore(): void } {
 }
 
 /** Starts everything; `grpc` overrides the admin config (default: unix socket in the temp dir). */
-export async function startHarness(grpc?: (dir: string) => GrpcConfig): Promise<Harness> {
+export async function startHarness(grpc?: (dir: string) => GrpcConfig, opts: { geoipConfigured?: boolean } = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), "mc-proxy-admin-"));
   const cap = captureLogs();
   const { dbPath, store, state } = seedStore(dir);
@@ -56,6 +56,7 @@ export async function startHarness(grpc?: (dir: string) => GrpcConfig): Promise<
     state,
     status: () => ({ version: "9.9.9-test", startedAt: STARTED_AT, totalConnections: 42, active: (a) => (a === ":443" ? 3 : 0) }),
     onRpc: (m, c) => rpcs.push([m, c]),
+    ...(opts.geoipConfigured !== undefined ? { geoipConfigured: opts.geoipConfigured } : {}),
   });
   const client = new AdminClient({ addr: sock });
   return {

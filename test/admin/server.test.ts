@@ -134,6 +134,9 @@ describe("routes", () => {
     const garbage = join(h.dir, "garbage.pem");
     writeFileSync(garbage, "not a certificate\n");
     await expectGrpcError(h.client.addRoute(":443", route({ ...l7, tlsCert: garbage, tlsKey: a.keyPath })), status.INVALID_ARGUMENT, "route.tls_cert");
+    // Relative paths would resolve against the server's working directory now, another after a restart.
+    await expectGrpcError(h.client.addRoute(":443", route({ ...l7, tlsCert: "certs/a.pem", tlsKey: a.keyPath })), status.INVALID_ARGUMENT, "route.tls_cert", "absolute");
+    await expectGrpcError(h.client.addRoute(":443", route({ ...l7, tlsCert: a.fullchainPath, tlsKey: "./a.key" })), status.INVALID_ARGUMENT, "route.tls_key", "absolute");
     expect(await h.client.listRoutes(":443")).toEqual([]);
   });
 
@@ -251,6 +254,20 @@ describe("firewall rules", () => {
       "rule: required",
     );
     expect(await h.client.getFirewallRules()).toEqual([]);
+  });
+
+  test("without [firewall] geoip_db a country rule is FAILED_PRECONDITION naming the cause (it could never match), and nothing is stored", async () => {
+    const h2 = await startHarness(undefined, { geoipConfigured: false });
+    try {
+      await expectGrpcError(h2.client.addFirewallRule({ type: COUNTRY, value: "KP" }), status.FAILED_PRECONDITION, "rule.type", "geoip_db");
+      expect(await h2.client.getFirewallRules()).toEqual([]);
+      expect(h2.store.db.query("SELECT count(*) AS n FROM firewall_rules").get()).toEqual({ n: 0 });
+      // Other rule types are unaffected.
+      await h2.client.addFirewallRule({ type: IP, value: "192.0.2.7" });
+      expect((await h2.client.getFirewallRules()).length).toBe(1);
+    } finally {
+      await h2.close();
+    }
   });
 });
 

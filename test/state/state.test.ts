@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvalidArgumentError, NotFoundError, StoreError } from "../../src/errors.ts";
 import { setLogSink } from "../../src/obs/log.ts";
@@ -115,6 +116,30 @@ describe("addRoute", () => {
     bad({ l7Policies: [{ type: "block_user_agent", value: "" }] }, "route.l7_policies[0].value");
     expect(store.listRoutes()).toEqual([]);
     expect(state.listener(":443")!.routes.size).toBe(0);
+  });
+
+  test("a certificate path naming a FIFO or a device is refused at once, never read (it would hold the thread)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcp-fifo-"));
+    try {
+      const fifo = join(dir, "cert.pem");
+      expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+      for (const [path, reason] of [[fifo, "not a regular file"], ["/dev/zero", "not a regular file"]] as const) {
+        const t0 = Date.now();
+        let err: unknown = null;
+        try {
+          state.addRoute(":443", l4("f.test", "127.0.0.1:1", { mode: "l7", tlsCert: path, tlsKey: certA.keyPath }));
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(InvalidArgumentError);
+        expect((err as InvalidArgumentError).field).toBe("route.tls_cert");
+        expect((err as Error).message).toContain(reason);
+        expect(Date.now() - t0).toBeLessThan(1000);
+      }
+      expect(store.listRoutes()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("an unknown listener is NotFoundError", () => {
