@@ -194,6 +194,14 @@ describe("request bodies", () => {
 });
 
 describe("Expect: 100-continue", () => {
+  test("a request answered at once (421: another host) gets that answer, not a 100 first", async () => {
+    const c = await tlsClient(port);
+    c.sock.write("POST /expect-421 HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    expect(await c.until((t) => t.includes("\r\n\r\n"), 5000)).toBe(true);
+    expect(c.text()).toStartWith("HTTP/1.1 421 ");
+    c.sock.destroy();
+  });
+
   test("raw: the client waits for 100 before sending the body, then gets the final answer", async () => {
     const c = await tlsClient(port);
     c.sock.write("POST /echo-expect HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");

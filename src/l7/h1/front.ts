@@ -232,7 +232,6 @@ export class H1Front implements ProtocolFront, FrontSide {
       return;
     }
     const hasBody = h.framing === "length" ? h.contentLength > 0 : h.framing === "chunked";
-    if (h.expectContinue && hasBody) this.out(CONTINUE_100);
     let path = h.target;
     if (h.targetForm === "absolute") {
       const slash = path.indexOf("/", path.indexOf("//") + 2);
@@ -255,6 +254,8 @@ export class H1Front implements ProtocolFront, FrontSide {
     };
     const ex = (this.ex = newExchange(this.conn, this, req));
     forward(this.conn, this, ex, req);
+    // After forward(): a request answered at once (421, 403) gets that answer, not a 100 first.
+    if (h.expectContinue && hasBody && !this.headSent && !ex.finished) this.out(CONTINUE_100);
     if (!hasBody) ex.requestEnd(null);
   }
 

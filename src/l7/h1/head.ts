@@ -49,6 +49,7 @@ import {
 } from "./bytes.ts";
 import { type H1Error, type H1ErrorReason, type H1ErrorStatus, NEED_MORE, type NeedMore, h1Error } from "./errors.ts";
 import { H1_DEFAULT_LIMITS, type H1Limits } from "./bounds.ts";
+import { authorityPortValid } from "../authority.ts";
 
 export type H1Version = "1.0" | "1.1";
 
@@ -178,7 +179,7 @@ export function parseRequestHead(
     targetForm = "asterisk";
   } else {
     const authority = absoluteFormAuthority(target);
-    if (authority === undefined) return h1Error("invalid_target", BAD);
+    if (authority === undefined || !authorityPortValid(authority)) return h1Error("invalid_target", BAD);
     targetForm = "absolute";
     targetHost = authority;
   }
@@ -214,7 +215,7 @@ export function parseRequestHead(
         break;
       case "host":
         if (host !== undefined) return h1Error("duplicate_host", BAD);
-        if (!isValidHost(value)) return h1Error("invalid_host", BAD);
+        if (!isValidHost(value) || !authorityPortValid(value)) return h1Error("invalid_host", BAD);
         host = value;
         break;
       case "connection":

@@ -14,6 +14,7 @@
 
 import { H2_ERROR, H2Error, streamError } from "./errors.ts";
 import { H2_MAX_CONTENT_LENGTH_DIGITS } from "../../limits.ts";
+import { authorityPortValid } from "../authority.ts";
 
 export { H2_MAX_CONTENT_LENGTH_DIGITS };
 
@@ -197,6 +198,7 @@ export function validateRequestHeaders(fields: readonly string[], opts: RequestC
     if (s === "http" || s === "https") {
       if (path.charCodeAt(0) !== 0x2f && !(path === "*" && method === "OPTIONS")) return malformed("bad_path");
       if (authority !== null && authority.includes("@")) return malformed("authority_with_userinfo");
+      if (authority !== null && !authorityPortValid(authority)) return malformed("authority_bad_port");
     }
     if (protocol !== null && (authority === null || authority === "")) return malformed("connect_without_authority");
   }
