@@ -5,7 +5,11 @@
  * SIGINT/SIGTERM close the listening sockets, report NOT_SERVING, drain up to
  * `shutdown_timeout`, cut the rest and exit 0.
  */
+import { existsSync, rmSync } from "node:fs";
+import { dirname, sep } from "node:path";
+import { parseAdminAddr } from "../admin/addr.ts";
 import { loadConfig } from "../config/load.ts";
+import { ConfigError } from "../errors.ts";
 import { proxyUntrustedWarning } from "../config/validate.ts";
 import type { Config } from "../config/types.ts";
 import type { AdminServer } from "../admin/server.ts";
@@ -55,8 +59,28 @@ export async function startServer(configPath: string): Promise<RunningServer> {
   setLogLevel(config.log.level);
   for (const w of warnings) log.warn("config.warning", { file: config.file, detail: w });
 
+  // The admin socket's directory is checked before anything is created (as `mc-proxy check` does):
+  // grpc-js's own message for it names no config key.
+  if (config.grpc) {
+    const a = parseAdminAddr(config.grpc.addr);
+    if (a.kind === "unix") {
+      const dir = dirname(a.path);
+      // Store.open creates the database's directory with its parents: that may be this one.
+      const dbDir = dirname(config.database.path);
+      const created = dbDir === dir || dbDir.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+      if (!created && !existsSync(dir)) throw new ConfigError(config.file, "grpc.addr", `directory ${dir} of the admin socket does not exist`);
+    }
+  }
+
+  // A first start that fails before serving leaves no database behind: the next start seeds from
+  // the (corrected) TOML instead of keeping what the failed one wrote (the database wins over the TOML).
+  const fresh = !existsSync(config.database.path);
   const store = Store.open(config.database.path);
   const seeded = seedIfEmpty(store, config);
+  const abandon = (): void => {
+    store.close();
+    if (fresh && seeded) for (const f of [config.database.path, `${config.database.path}-wal`, `${config.database.path}-shm`]) rmSync(f, { force: true });
+  };
   if (!seeded) for (const d of diffConfig(store, config)) log.warn("config.diverged", { detail: d });
   const state = State.load(store);
   for (const l of state.listeners()) warnIfProxyUntrusted(l.record);
@@ -97,7 +121,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     if (threads > 1) for (const l of state.listeners()) assertPortFree(l.record.addr);
     proxy = ProxyServer.start({ state, firewall, proxy: config.proxy, counters, shared: threads > 1 ? {} : undefined });
   } catch (e) {
-    store.close();
+    abandon();
     throw e;
   }
   if (threads > 1) {
@@ -129,7 +153,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     } catch (e) {
       proxy.stopAccepting();
       await proxy.drain(0);
-      store.close();
+      abandon();
       throw e;
     }
   }
@@ -170,7 +194,7 @@ export async function startServer(configPath: string): Promise<RunningServer> {
     proxy.stopAccepting();
     await Promise.all([proxy.drain(0), pool?.drain(0)]);
     await admin?.close();
-    store.close();
+    abandon();
     throw e;
   }
   admin?.setServing(true);

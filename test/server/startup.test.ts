@@ -6,12 +6,12 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawConnect, realHello, startSink, waitUntil, type TcpSink } from "../helpers/net.ts";
 import { ensureBinaries } from "../e2e/build.ts";
-import { killAllServers, spawnServer, startProxyProc, type ServerProc } from "../helpers/subprocess.ts";
+import { killAllServers, spawnServer, startProxyProc, startServerProc, type ServerProc } from "../helpers/subprocess.ts";
 
 let sink: TcpSink;
 const procs: ServerProc[] = [];
@@ -111,3 +111,41 @@ shutdown_timeout = "2s"
   await waitUntil(() => reloads() === before + 1, 5000, "one more reload");
   expect(await p.stop()).toBe(0);
 }, 60_000);
+
+test("a first start that fails (its port is taken) leaves no database: the next start, with the port fixed in the TOML, seeds from it", async () => {
+  const held = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const dir = mkdtempSync(join(tmpdir(), "mcp-fresh-"));
+  try {
+    const toml = (port: number) => `[database]\npath = "mc-proxy.db"\n\n[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "a.test"\n  backend = "127.0.0.1:${sink.port}"\n`;
+    const cfg = join(dir, "mc-proxy.toml");
+    writeFileSync(cfg, toml(held.port));
+    const failed = spawnServer(cfg, { cwd: dir, dir, bin: ensureBinaries().mcProxy });
+    expect(await failed.exited(20_000)).not.toBe(0);
+    expect(failed.stderrText()).toContain("cannot bind");
+    expect(existsSync(join(dir, "mc-proxy.db"))).toBe(false);
+    // The operator fixes the port: the TOML is what the server now starts from.
+    writeFileSync(cfg, toml(0));
+    const p = await startServerProc(cfg, { cwd: dir, dir, bin: ensureBinaries().mcProxy });
+    procs.push(p);
+    expect(p.start.seeded).toBe(true);
+    expect(await p.stop()).toBe(0);
+  } finally {
+    held.stop(true);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an admin socket in a directory that does not exist is a config error naming grpc.addr, before any database is made", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mcp-sockdir-"));
+  try {
+    const cfg = join(dir, "mc-proxy.toml");
+    writeFileSync(cfg, `[database]\npath = "mc-proxy.db"\n\n[grpc]\naddr = "${join(dir, "nowhere", "admin.sock")}"\n\n[[listeners]]\naddr = "127.0.0.1:0"\n  [[listeners.routes]]\n  hostname = "a.test"\n  backend = "127.0.0.1:${sink.port}"\n`);
+    const failed = spawnServer(cfg, { cwd: dir, dir, bin: ensureBinaries().mcProxy });
+    expect(await failed.exited(20_000)).toBe(2);
+    expect(failed.stderrText()).toContain("grpc.addr");
+    expect(failed.stderrText()).toContain("does not exist");
+    expect(existsSync(join(dir, "mc-proxy.db"))).toBe(false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
