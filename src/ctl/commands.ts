@@ -114,9 +114,14 @@ const hostname = { hostname: { type: "string", required: true, description: "rou
 const s = (a: Record<string, unknown>, k: string): string => (typeof a[k] === "string" ? (a[k] as string) : "");
 const b = (a: Record<string, unknown>, k: string): boolean => a[k] === true;
 
+/** The API's max_connections is an int32. */
+const MAX_CONNECTIONS_LIMIT = 2 ** 31 - 1;
+
 function parseMax(v: string): number {
   if (!/^\d+$/.test(v)) throw new UsageError(`--max must be a whole number >= 0 (0 = unlimited), got "${v}"`);
-  return Number(v);
+  const n = Number(v);
+  if (n > MAX_CONNECTIONS_LIMIT) throw new UsageError(`--max must be at most ${MAX_CONNECTIONS_LIMIT} (0 = unlimited), got "${v}"`);
+  return n;
 }
 
 const routes = group("list, add (upsert) and remove routes", {

@@ -160,6 +160,10 @@ describe("firewall, policies, listeners, status", () => {
     const bad = await ctl(["listeners", "set-max-connections", "--listener", ":443", "--max", "lots"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("--max");
+    // Past the API's int32: a usage error naming the limit, not the server's serialization failure.
+    const big = await ctl(["listeners", "set-max-connections", "--listener", ":443", "--max", "2147483648"]);
+    expect(big.code).toBe(2);
+    expect(big.err).toContain("at most 2147483647");
   }, 60_000);
 
   test("status prints version, uptime and listeners; --json is one document", async () => {
