@@ -6,16 +6,32 @@
 import type { Config, FirewallRuleType, ListenerConfig, RouteConfig } from "../config/types.ts";
 import { normalizeHostname } from "../config/validate.ts";
 import type { ListenerRecord, RouteInput, RouteRecord } from "../records.ts";
+import { canonicalRuleValue } from "../state/state.ts";
 import type { Store } from "./store.ts";
 
-/** The firewall lists of the TOML as (type, value) rules, in TOML order. */
+/**
+ * The firewall lists of the TOML as (type, value) rules, in TOML order, each
+ * value in the canonical form the admin API stores ("::ffff:1.2.3.4" →
+ * "1.2.3.4", "10.0.9.9/24" → "10.0.9.0/24"), duplicates after that dropped:
+ * so a seeded rule is the one `firewall remove` names.
+ */
 export function firewallRulesOf(config: Config): { type: FirewallRuleType; value: string }[] {
   const f = config.firewall;
-  return [
+  const all = [
     ...f.blockedIps.map((value) => ({ type: "ip" as const, value })),
     ...f.blockedCidrs.map((value) => ({ type: "cidr" as const, value })),
     ...f.blockedCountries.map((value) => ({ type: "country" as const, value })),
   ];
+  const seen = new Set<string>();
+  const out: { type: FirewallRuleType; value: string }[] = [];
+  for (const r of all) {
+    const c = canonicalRuleValue(r.type, r.value);
+    const value = "value" in c ? c.value : r.value; // the config loader refused invalid ones already
+    if (seen.has(`${r.type}\0${value}`)) continue;
+    seen.add(`${r.type}\0${value}`);
+    out.push({ type: r.type, value });
+  }
+  return out;
 }
 
 /** A route as the store takes it, from its TOML form. */

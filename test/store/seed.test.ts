@@ -22,6 +22,19 @@ function tomlV1(path: string) {
 }
 
 describe("seeding", () => {
+  test("firewall values are seeded in the form the admin API stores and removes (IPv4-mapped → IPv4, CIDR to its network), duplicates once", () => {
+    const path = join(tempDir(), "seed-canon.db");
+    const store = Store.open(path);
+    try {
+      const cfg = tomlV1(path);
+      cfg.firewall = { ...cfg.firewall, blockedIps: ["::ffff:127.0.0.66", "127.0.0.66", "2001:DB8::1"], blockedCidrs: ["127.0.9.9/24"], blockedCountries: ["kp"] };
+      expect(seedIfEmpty(store, cfg)).toBe(true);
+      expect(store.listFirewallRules().map((r) => `${r.type}:${r.value}`)).toEqual(["ip:127.0.0.66", "ip:2001:db8::1", "cidr:127.0.9.0/24", "country:KP"]);
+    } finally {
+      store.close();
+    }
+  });
+
   test("first start on an empty database writes listeners, routes, policies and firewall rules", () => {
     const path = join(tempDir(), "seed.db");
     const store = Store.open(path);
