@@ -81,7 +81,7 @@ export function toGrpcError(e: unknown): { code: grpcStatus; details: string } {
   if (code === "invalid_argument") return { code: grpcStatus.INVALID_ARGUMENT, details: msg };
   if (code === "not_found") return { code: grpcStatus.NOT_FOUND, details: msg };
   if (code === "failed_precondition") return { code: grpcStatus.FAILED_PRECONDITION, details: msg };
-  if (code === "store") return { code: grpcStatus.INTERNAL, details: `database: ${msg}` };
+  if (code === "store") return { code: grpcStatus.INTERNAL, details: msg.startsWith("database") ? msg : `database: ${msg}` };
   return { code: grpcStatus.INTERNAL, details: "internal error (see server log)" };
 }
 

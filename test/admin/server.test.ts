@@ -194,7 +194,9 @@ describe("routes", () => {
     other.run("CREATE TRIGGER fail_upd BEFORE UPDATE ON routes BEGIN SELECT RAISE(ABORT, 'forced'); END;");
     other.run("CREATE TRIGGER fail_fw BEFORE INSERT ON firewall_rules BEGIN SELECT RAISE(ABORT, 'forced'); END;");
     other.close();
-    await expectGrpcError(h.client.addRoute(":443", route({ hostname: "b.example.com", backend: "127.0.0.1:2000" })), status.INTERNAL);
+    const msg = await expectGrpcError(h.client.addRoute(":443", route({ hostname: "b.example.com", backend: "127.0.0.1:2000" })), status.INTERNAL);
+    expect(msg).toContain("database:");
+    expect(msg).not.toContain("database: database:");
     await expectGrpcError(h.client.addRoute(":443", route({ hostname: "a.example.com", backend: "127.0.0.1:3000" })), status.INTERNAL);
     const routes = await h.client.listRoutes(":443");
     expect(routes.map((r) => [r.hostname, r.backend])).toEqual([["a.example.com", "127.0.0.1:1000"]]);
