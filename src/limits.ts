@@ -51,6 +51,8 @@ export const L7_MAX_INFORMATIONAL_HEADS = 16;
 
 /** HTTP/2 connections per backend target: streams are multiplexed, a second connection opens only when the peer's MAX_CONCURRENT_STREAMS is reached. */
 export const BACKEND_H2_MAX_CONNECTIONS = 16;
+/** Times a bodyless request refused unprocessed by an HTTP/2 backend (REFUSED_STREAM, above a GOAWAY's last stream id) is sent again before 502. */
+export const BACKEND_H2_REFUSED_RETRIES = 3;
 /** Stream window we give HTTP/2 backends: what one slow client can make us hold of its response (HAProxy: 64 KiB); connection credit is returned on receipt. */
 export const BACKEND_H2_STREAM_WINDOW_BYTES = 64 * 1024;
 /** HTTP/1.1 connections per backend address (one per request in flight); past this, requests wait (H1_CLIENT_MAX_QUEUED). */

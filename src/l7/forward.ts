@@ -18,7 +18,7 @@ import type { H2Stream } from "./h2/stream.ts";
 import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, joinCookies, type Fields } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
 import type { RouteRecord } from "../records.ts";
-import { H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
+import { BACKEND_H2_REFUSED_RETRIES, H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
 
 
 /** A request as the front parsed it. */
@@ -266,7 +266,7 @@ class H2Side implements BackendStream, StreamWaiter {
   /** Set by onStream before the exchange is attached; no other method runs before that. */
   private s!: H2Stream;
   private attached = false;
-  private retried = false;
+  private retries = 0;
 
   constructor(
     readonly ex: Exchange,
@@ -282,11 +282,12 @@ class H2Side implements BackendStream, StreamWaiter {
    * above a GOAWAY's last stream id: RFC 9113 §8.7): a bodyless request goes
    * out once more, on a connection that takes it (nginx ends every
    * connection after keepalive_requests with a GOAWAY, and streams sent
-   * meanwhile are refused). True when it was sent again.
+   * meanwhile are refused), at most BACKEND_H2_REFUSED_RETRIES times (the
+   * next connection may refuse it too). True when it was sent again.
    */
   retry(): boolean {
-    if (this.retryFields === null || this.retried || this.ex.finished || this.s.responded) return false;
-    this.retried = true;
+    if (this.retryFields === null || this.retries >= BACKEND_H2_REFUSED_RETRIES || this.ex.finished || this.s.responded) return false;
+    this.retries++;
     this.client.stream(this.retryFields, true, this);
     return true;
   }

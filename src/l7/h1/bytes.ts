@@ -31,9 +31,15 @@ export const FIELD_VCHAR = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) FIELD_VCHAR[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) FIELD_VCHAR[c] = 1;
 
-/** Bytes allowed in a request-target: visible ASCII. Stricter grammar (RFC 3986) breaks real clients that send `|`, `{`, `"` raw. */
+/**
+ * Bytes allowed in a request-target: visible ASCII but `#` (a fragment is
+ * never part of a request target, RFC 9112 §3.2; a backend would read it as
+ * the path's). Stricter grammar (RFC 3986) breaks real clients that send
+ * `|`, `{`, `"` raw.
+ */
 export const TARGET_CHAR = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) TARGET_CHAR[c] = 1;
+TARGET_CHAR[0x23] = 0;
 
 interface BufferMethods {
   latin1Slice(this: Uint8Array, start: number, end: number): string;

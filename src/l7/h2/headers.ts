@@ -197,6 +197,8 @@ export function validateRequestHeaders(fields: readonly string[], opts: RequestC
     const s = scheme.toLowerCase();
     if (s === "http" || s === "https") {
       if (path.charCodeAt(0) !== 0x2f && !(path === "*" && method === "OPTIONS")) return malformed("bad_path");
+      // :path is the path and query (RFC 9113 §8.3.1): a fragment is never sent.
+      if (path.includes("#")) return malformed("fragment_in_path");
       if (authority !== null && authority.includes("@")) return malformed("authority_with_userinfo");
       if (authority !== null && !authorityPortValid(authority)) return malformed("authority_bad_port");
     }

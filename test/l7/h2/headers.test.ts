@@ -54,6 +54,7 @@ describe("requests (RFC 9113 §8.3.1)", () => {
     ["relative :path", [":method", "GET", ":scheme", "https", ":path", "index.html"], "bad_path"],
     ["* :path on GET", [":method", "GET", ":scheme", "https", ":path", "*"], "bad_path"],
     ["userinfo in :authority", [":method", "GET", ":scheme", "https", ":authority", "u:p@a.test", ":path", "/"], "authority_with_userinfo"],
+    ["a fragment in :path", [":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/x#frag"], "fragment_in_path"],
     ["a port that is not digits in :authority", [":method", "GET", ":scheme", "https", ":authority", "a.test:abc", ":path", "/"], "authority_bad_port"],
     ["a port above 65535 in :authority", [":method", "GET", ":scheme", "https", ":authority", "[::1]:65536", ":path", "/"], "authority_bad_port"],
     ["host differing from :authority", [...GET, "host", "b.test"], "host_authority_mismatch"],
