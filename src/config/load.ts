@@ -37,6 +37,8 @@ export interface LoadedConfig {
 
 /** Read and validate the config file at `path`. Throws ConfigError (unreadable, TOML syntax with line, or §2 rules). */
 export function loadConfig(path: string): LoadedConfig {
+  // `-c` given without a value: resolve("") would name the working directory (EISDIR).
+  if (path.trim() === "") throw new ConfigError("", "", "no config file given (-c/--config needs a path)");
   const file = resolve(path);
   let text: string;
   try {

@@ -255,5 +255,6 @@ describe("config validation names the key path of each problem", () => {
   });
   test("an unreadable config file is a ConfigError naming the file", () => {
     expect(() => loadConfig(join(dir, "nope.toml"))).toThrow(/nope\.toml: cannot read config file/);
+    expect(() => loadConfig("")).toThrow(/no config file given \(-c\/--config needs a path\)/);
   });
 });
