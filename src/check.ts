@@ -17,12 +17,12 @@
  */
 import { resolveWorkers } from "./server/workers.ts";
 import { accessSync, constants, existsSync, lstatSync, statSync } from "node:fs";
-import { dirname, sep } from "node:path";
+import { dirname } from "node:path";
 import { formatDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import type { BackendProtocol, Config, FirewallRuleType, RouteMode } from "./config/types.ts";
 import { checkListenAddr, formatProblem, proxyUntrustedWarning, validateRoute } from "./config/validate.ts";
-import { parseAdminAddr } from "./admin/addr.ts";
+import { missingSocketDir, parseAdminAddr } from "./admin/addr.ts";
 import { ConfigError, InvalidArgumentError, StoreError } from "./errors.ts";
 import { GeoIp, GeoIpError } from "./firewall/geoip.ts";
 import { parseMetricsAddr } from "./obs/metrics-server.ts";
@@ -152,11 +152,8 @@ function checkAdmin(config: Config, report: CheckReport, error: ErrorAt): void {
     return;
   }
   report.admin = { addr: addr.path, transport: "unix", clientCa: "" };
-  const dir = dirname(addr.path);
-  // The server creates the database's directory (with its parents) before it binds the socket.
-  const dbDir = dirname(config.database.path);
-  const created = dbDir === dir || dbDir.startsWith(dir.endsWith(sep) ? dir : dir + sep);
-  if (!isDir(dir) && !created) error("grpc.addr", `directory ${dir} of the admin socket does not exist`);
+  const missing = missingSocketDir(addr, config.database.path);
+  if (missing !== null) error("grpc.addr", `directory ${missing} of the admin socket does not exist`);
   try {
     // A socket here is a running server's (or a stale one): the server replaces it. Anything else it refuses.
     if (!lstatSync(addr.path).isSocket()) error("grpc.addr", `${addr.path} exists and is not a socket; the server refuses to replace it`);

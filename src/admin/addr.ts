@@ -4,6 +4,7 @@
  * TLS, anything else a unix socket path; `unix:/path` and `unix:///path` are also accepted.
  * Clients dial `unix:<path>` or `host:port` (a DNS name is fine there).
  */
+import { statSync } from "node:fs";
 import path from "node:path";
 import { isUnixSocketAddr, parseListenAddr } from "../config/validate.ts";
 import { formatHostPort, parseHostPort } from "../net/addr.ts";
@@ -23,6 +24,28 @@ export function parseAdminAddr(addr: string): AdminAddr {
   if (isUnixSocketAddr(addr)) return { kind: "unix", path: path.resolve(addr) };
   const { host, port } = parseListenAddr(addr);
   return { kind: "tcp", host, port };
+}
+
+/**
+ * The directory of a unix admin socket when it does not exist and the server
+ * will not create it (it creates the database's directory with its parents,
+ * which may be this one or hold it); null otherwise, and for TCP addresses.
+ * `mc-proxy check` reports it, `server` refuses to start on it.
+ */
+export function missingSocketDir(addr: AdminAddr, databasePath: string): string | null {
+  if (addr.kind !== "unix") return null;
+  const dir = path.dirname(addr.path);
+  const dbDir = path.dirname(databasePath);
+  const created = dbDir === dir || dbDir.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
+  return created || isDirectory(dir) ? null : dir;
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /**

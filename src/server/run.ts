@@ -6,8 +6,7 @@
  * `shutdown_timeout`, cut the rest and exit 0.
  */
 import { existsSync, rmSync } from "node:fs";
-import { dirname, sep } from "node:path";
-import { parseAdminAddr } from "../admin/addr.ts";
+import { missingSocketDir, parseAdminAddr } from "../admin/addr.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
 import { proxyUntrustedWarning } from "../config/validate.ts";
@@ -61,16 +60,8 @@ export async function startServer(configPath: string): Promise<RunningServer> {
 
   // The admin socket's directory is checked before anything is created (as `mc-proxy check` does):
   // grpc-js's own message for it names no config key.
-  if (config.grpc) {
-    const a = parseAdminAddr(config.grpc.addr);
-    if (a.kind === "unix") {
-      const dir = dirname(a.path);
-      // Store.open creates the database's directory with its parents: that may be this one.
-      const dbDir = dirname(config.database.path);
-      const created = dbDir === dir || dbDir.startsWith(dir.endsWith(sep) ? dir : dir + sep);
-      if (!created && !existsSync(dir)) throw new ConfigError(config.file, "grpc.addr", `directory ${dir} of the admin socket does not exist`);
-    }
-  }
+  const socketDir = config.grpc ? missingSocketDir(parseAdminAddr(config.grpc.addr), config.database.path) : null;
+  if (socketDir !== null) throw new ConfigError(config.file, "grpc.addr", `directory ${socketDir} of the admin socket does not exist`);
 
   // A first start that fails before serving leaves no database behind: the next start seeds from
   // the (corrected) TOML instead of keeping what the failed one wrote (the database wins over the TOML).
