@@ -19,24 +19,42 @@ export class FileReadError extends Error {
   }
 }
 
-/** The file's text (utf8); throws FileReadError. */
-export function readSmallFile(path: string, maxBytes: number = PEM_FILE_MAX_BYTES): string {
+function failed(e: unknown): FileReadError {
+  if (e instanceof FileReadError) return e;
+  const code = (e as NodeJS.ErrnoException).code ?? "error";
+  return new FileReadError(code, code);
+}
+
+/**
+ * An open descriptor of the regular file at `path` and its size (the caller
+ * closes it); throws FileReadError ("ENOTREG" for anything else). Opened
+ * non-blocking: a FIFO would block until a writer came.
+ */
+export function openRegularFile(path: string): { fd: number; size: number } {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "error";
-    throw new FileReadError(code, code);
+    throw failed(e);
   }
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new FileReadError("ENOTREG", "not a regular file");
-    if (st.size > maxBytes) throw new FileReadError("EFBIG", `larger than ${maxBytes} bytes`);
+    return { fd, size: st.size };
+  } catch (e) {
+    closeSync(fd);
+    throw failed(e);
+  }
+}
+
+/** The file's text (utf8); throws FileReadError. */
+export function readSmallFile(path: string, maxBytes: number = PEM_FILE_MAX_BYTES): string {
+  const { fd, size } = openRegularFile(path);
+  try {
+    if (size > maxBytes) throw new FileReadError("EFBIG", `larger than ${maxBytes} bytes`);
     return readFileSync(fd, "utf8");
   } catch (e) {
-    if (e instanceof FileReadError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? "error";
-    throw new FileReadError(code, code);
+    throw failed(e);
   } finally {
     closeSync(fd);
   }

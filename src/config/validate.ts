@@ -5,8 +5,8 @@
  * caller-given prefix: `listeners[0].routes[1]` (config) or `route` (admin).
  */
 import { X509Certificate } from "node:crypto";
-import { closeSync, constants, fstatSync, openSync } from "node:fs";
-import { FileReadError, readSmallFile } from "../fsread.ts";
+import { closeSync } from "node:fs";
+import { FileReadError, openRegularFile, readSmallFile } from "../fsread.ts";
 import { isIP } from "node:net";
 import { CertError, loadCertPair, type CertPair } from "../tls/certs.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -186,20 +186,14 @@ export function checkCaFile(path: string): string | null {
   return null;
 }
 
-/** A readable regular file (GeoIP database and similar). */
+/** A readable regular file (GeoIP database and similar): opened, not read (GeoIP databases are megabytes). */
 export function checkReadableFile(path: string): string | null {
   try {
-    // Open, don't read: GeoIP databases are megabytes.
-    // Non-blocking: a FIFO would block until a writer came.
-    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    try {
-      if (!fstatSync(fd).isFile()) return `${path}: not a regular file`;
-    } finally {
-      closeSync(fd);
-    }
+    closeSync(openRegularFile(path).fd);
     return null;
   } catch (e) {
-    return `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`;
+    if (e instanceof FileReadError && e.code === "ENOTREG") return `${path}: not a regular file`;
+    return `${path}: cannot read (${e instanceof FileReadError ? e.code : "error"})`;
   }
 }
 
