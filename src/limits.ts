@@ -206,6 +206,13 @@ export const H2_HPACK_MAX_TABLE_SIZE = 64 * 1024;
 export const H2_HPACK_LITERAL_CACHE_BYTES = 64;
 /** Largest header block the HPACK encoder keeps to repeat when the same fields come again with the table unchanged. */
 export const H2_HPACK_BLOCK_MEMO_BYTES = 1024;
+/**
+ * Largest header block the HPACK decoder remembers with its header list: the
+ * same octets again, with the dynamic table unchanged, give the same list
+ * (a client repeating a request, a server repeating a response head, sends
+ * all-indexed or non-indexed blocks). Bounds the copy kept per connection.
+ */
+export const H2_HPACK_DECODE_MEMO_BYTES = 256;
 
 /**
  * An HTTP/1.1 backend connection remembers the last value after each

@@ -24,7 +24,7 @@ export const BODY_421 = "421 Misdirected Request: this connection is not for tha
 export interface FrontSide {
   readonly protocol: "h2" | "http1";
   /** Sends the response head; `endStream` = no body follows; `contentLength` -1 when unknown. */
-  head(status: number, fields: Fields, endStream: boolean, contentLength: number): void;
+  head(status: number, fields: readonly string[], endStream: boolean, contentLength: number): void;
   /** Sends an informational (1xx, not 100 or 101) head before the final one, where the client's protocol has them (RFC 9110 §15.2). */
   informational(status: number, fields: Fields): void;
   /**
@@ -38,8 +38,8 @@ export interface FrontSide {
   rawHead?(raw: Uint8Array, start: number, end: number, drop: readonly number[], body: Uint8Array | null, bodyStart: number, bodyEnd: number, endStream: boolean): boolean;
   /** Whether `rawHead` would take a head right now. */
   canTakeRawHead?(): boolean;
-  /** Response body bytes (valid only during the call). False = stop until the front calls `Exchange.responseWritable`. */
-  data(chunk: Uint8Array): boolean;
+  /** Response body bytes buf[start, end) (valid only during the call). False = stop until the front calls `Exchange.responseWritable`. */
+  data(buf: Uint8Array, start: number, end: number): boolean;
   /** End of the response, with trailers (possibly empty). */
   end(trailers: Fields): void;
   /** A short text/plain answer; only before `head`. */
@@ -55,7 +55,7 @@ export interface FrontSide {
 export interface BackendStream {
   /** Request body bytes; false = full, wait for `Exchange.backendWritable`. */
   write(chunk: Uint8Array): boolean;
-  end(trailers: Fields | null): void;
+  end(trailers: readonly string[] | null): void;
   /** The front can take response bytes again. */
   resume(): void;
   /** Abandon: the client went away or the exchange failed. */
@@ -90,7 +90,7 @@ export class Exchange {
   private backend: BackendStream | null = null;
   /** Request body parts that arrived before the backend was chosen (the front is paused meanwhile). */
   private early: Uint8Array[] | null = null;
-  private earlyEnd: Fields | null | undefined = undefined;
+  private earlyEnd: readonly string[] | null | undefined = undefined;
   private logged = false;
   /** 1xx heads seen (only the first L7_MAX_INFORMATIONAL_HEADS are relayed). */
   private informational = 0;
@@ -139,7 +139,7 @@ export class Exchange {
     if (!b.write(chunk)) this.front.pauseRequest();
   }
 
-  requestEnd(trailers: Fields | null): void {
+  requestEnd(trailers: readonly string[] | null): void {
     if (this.finished) return;
     // The header rules hold for trailers too: no forwarding claims, framing or routing from the client.
     if (trailers !== null && trailers.length > 0) trailers = requestTrailerFields(trailers);
@@ -158,7 +158,7 @@ export class Exchange {
 
   // ------------------------------------------------ response direction (backend → front)
 
-  onHead(status: number, fields: Fields, endStream: boolean, contentLength: number): void {
+  onHead(status: number, fields: readonly string[], endStream: boolean, contentLength: number): void {
     if (this.finished) return;
     this.headSeen = true;
     this.status = status;
@@ -204,11 +204,11 @@ export class Exchange {
     return true;
   }
 
-  /** Response body bytes; false = the front is full (the backend pauses until `resume`). */
-  onData(chunk: Uint8Array): boolean {
+  /** Response body bytes buf[start, end); false = the front is full (the backend pauses until `resume`). */
+  onData(buf: Uint8Array, start: number, end: number): boolean {
     if (this.finished) return true;
-    this.bytesOut += chunk.byteLength;
-    return this.front.data(chunk);
+    this.bytesOut += end - start;
+    return this.front.data(buf, start, end);
   }
 
   onEnd(trailers: Fields): void {

@@ -29,7 +29,7 @@ export interface RequestIn {
   /** :authority or Host ("" when the client sent none). */
   authority: string;
   /** The client's header fields, lower-case names (pseudo-headers are skipped). */
-  fields: Fields;
+  fields: readonly string[];
   /** How the request body is delimited: none, `contentLength` bytes, chunked, or a stream of unknown length (HTTP/2). */
   body: "none" | "length" | "chunked" | "stream";
   contentLength: number;
@@ -211,7 +211,7 @@ class H1Side implements ResponseSink, BackendStream {
     if (raw !== null && this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, null, 0, 0, noBody)) return;
     // Parsed framing-only for a pass-through the front no longer takes: every field is needed now.
     if (!h.complete && raw !== null) h = parseResponseHead(raw, at, at + h.length, this.method) as ResponseHead;
-    this.ex.onHead(h.status, clientResponseFields(h.headers, h.contentLength >= 0 && h.status !== 204), noBody, h.framing === "length" ? h.contentLength : -1);
+    this.ex.onHead(h.status, clientFieldsOf(h), noBody, h.framing === "length" ? h.contentLength : -1);
   }
   onWholeResponse(h: ResponseHead, raw: Uint8Array, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): boolean {
     return this.ex.onRawHead(h.status, raw, at, at + h.length, h.dropLines, body, bodyStart, bodyEnd, false);
@@ -219,8 +219,8 @@ class H1Side implements ResponseSink, BackendStream {
   onInformational(status: number, fields: string[]): void {
     this.ex.onInformational(status, clientResponseFields(fields, false));
   }
-  onData(chunk: Uint8Array): boolean {
-    return this.ex.onData(chunk);
+  onData(buf: Uint8Array, start: number, end: number): boolean {
+    return this.ex.onData(buf, start, end);
   }
   onEnd(trailers: string[]): void {
     this.ex.onEnd(trailers.length ? clientResponseFields(trailers, false) : trailers);
@@ -236,7 +236,7 @@ class H1Side implements ResponseSink, BackendStream {
   write(chunk: Uint8Array): boolean {
     return this.x!.write(chunk);
   }
-  end(trailers: Fields | null): void {
+  end(trailers: readonly string[] | null): void {
     this.x!.end(trailers && trailers.length ? trailers : undefined);
   }
   resume(): void {
@@ -245,6 +245,22 @@ class H1Side implements ResponseSink, BackendStream {
   cancel(): void {
     this.x?.cancel();
   }
+}
+
+/**
+ * The client's fields for an HTTP/1.1 backend's response head, from a
+ * one-entry memo: a pool route hands out the same ResponseHead object for a
+ * head it saw before (HeadMemo; never modified), so a backend repeating its
+ * head costs an identity compare. The list is shared: never modified.
+ */
+let memoHead: ResponseHead | null = null;
+let memoFields: readonly string[] = [];
+function clientFieldsOf(h: ResponseHead): readonly string[] {
+  if (h === memoHead) return memoFields;
+  const f = clientResponseFields(h.headers, h.contentLength >= 0 && h.status !== 204);
+  memoHead = h;
+  memoFields = f;
+  return f;
 }
 
 // ---------------------------------------------------------------- HTTP/2 backends
@@ -315,7 +331,7 @@ class H2Side implements BackendStream, StreamWaiter {
   }
 
   onData(chunk: Uint8Array): void {
-    if (this.ex.onData(chunk) && this.uncredited === 0) this.s.consumed(chunk.byteLength);
+    if (this.ex.onData(chunk, 0, chunk.length) && this.uncredited === 0) this.s.consumed(chunk.byteLength);
     else this.uncredited += chunk.byteLength;
   }
 
@@ -323,7 +339,7 @@ class H2Side implements BackendStream, StreamWaiter {
     // Borrowed: the stream writes it out at once or copies what it queues.
     return this.s.write(chunk);
   }
-  end(trailers: Fields | null): void {
+  end(trailers: readonly string[] | null): void {
     this.s.end(trailers && trailers.length ? trailers : null);
   }
   resume(): void {
@@ -336,20 +352,20 @@ class H2Side implements BackendStream, StreamWaiter {
   }
 }
 
-function sideOnResponse(this: H2Stream, status: number, fields: string[], endStream: boolean): void {
+function sideOnResponse(this: H2Stream, status: number, fields: readonly string[], endStream: boolean): void {
   const cl = field(fields, "content-length");
   // No Content-Length in a 204 (RFC 9110 §8.6): HTTP/2 clients reject the response when it is there.
   // A response without content (HEAD, 204, 304) is whole with its head: the client gets it ended now,
   // and whatever the backend sends after it is not the client's (content there is a stream error).
   (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
 }
-function sideOnInformational(this: H2Stream, status: number, fields: string[]): void {
+function sideOnInformational(this: H2Stream, status: number, fields: readonly string[]): void {
   (this.context as H2Side).ex.onInformational(status, clientResponseFields(fields, false));
 }
 function sideOnData(this: H2Stream, chunk: Uint8Array): void {
   (this.context as H2Side).onData(chunk);
 }
-function sideOnEnd(this: H2Stream, trailers: string[] | null): void {
+function sideOnEnd(this: H2Stream, trailers: readonly string[] | null): void {
   (this.context as H2Side).ex.onEnd(trailers ? clientResponseFields(trailers, false) : EMPTY_FIELDS);
 }
 function sideOnReset(this: H2Stream, code: number, reason: string): void {

@@ -21,6 +21,7 @@ import { field, type Fields } from "./headers.ts";
 
 /** The HTTP/2 side of one L7 connection. */
 const NO_DROP: readonly number[] = [];
+const NO_FIELDS: readonly string[] = [];
 
 export class H2Front implements ProtocolFront, H2Transport {
   private readonly session: H2Session;
@@ -94,9 +95,20 @@ export class H2Front implements ProtocolFront, H2Transport {
   };
 }
 
-/** One HTTP/2 stream as the client side of an exchange. */
-class H2StreamFront implements FrontSide {
+/** One HTTP/2 stream as the client side of an exchange, and its request as forward() takes it (one object per stream). */
+class H2StreamFront implements FrontSide, RequestIn {
   readonly protocol = "h2";
+  // RequestIn: set in start().
+  method = "";
+  path = "";
+  authority = "";
+  fields: readonly string[] = NO_FIELDS;
+  body: RequestIn["body"] = "none";
+  contentLength = -1;
+  readonly raw = null;
+  readonly rawStart = 0;
+  readonly rawEnd = 0;
+  readonly rawDrop = NO_DROP;
   ex: Exchange | null = null;
   private paused = false;
   /** Request bytes delivered while the backend was full: credited back when it drains. */
@@ -105,7 +117,7 @@ class H2StreamFront implements FrontSide {
   /** Body bytes that arrived in the read that opened the stream (copied; not credited yet). */
   private early: Uint8Array[] | null = null;
   /** The request ended before the exchange started (undefined: not yet). */
-  private earlyEnd: string[] | null | undefined = undefined;
+  private earlyEnd: readonly string[] | null | undefined = undefined;
   private reset = false;
 
   constructor(
@@ -131,7 +143,7 @@ class H2StreamFront implements FrontSide {
     else this.s.consumed(chunk.byteLength);
   }
 
-  onEnd(trailers: string[] | null): void {
+  onEnd(trailers: readonly string[] | null): void {
     if (this.ex === null) this.earlyEnd = trailers;
     else this.ex.requestEnd(trailers);
   }
@@ -147,21 +159,15 @@ class H2StreamFront implements FrontSide {
     if (this.reset || s.closed) return;
     const h = s.head!;
     const noBody = this.early === null && this.earlyEnd !== undefined;
-    const req: RequestIn = {
-      method: h.method,
-      path: h.path ?? "/",
-      authority: h.authority ?? field(s.fields, "host") ?? "",
-      fields: s.fields,
-      body: noBody ? "none" : h.contentLength >= 0 ? "length" : "stream",
-      contentLength: h.contentLength,
-      raw: null,
-      rawStart: 0,
-      rawEnd: 0,
-      rawDrop: NO_DROP,
-    };
-    const ex = newExchange(this.conn, this, req);
+    this.method = h.method;
+    this.path = h.path ?? "/";
+    this.authority = h.authority ?? field(s.fields, "host") ?? "";
+    this.fields = s.fields;
+    this.body = noBody ? "none" : h.contentLength >= 0 ? "length" : "stream";
+    this.contentLength = h.contentLength;
+    const ex = newExchange(this.conn, this, this);
     this.ex = ex;
-    forward(this.conn, this, ex, req);
+    forward(this.conn, this, ex, this);
     // Expect: 100-continue is answered here, as the HTTP/1.1 front does (the field is not
     // forwarded): the client sends its body now instead of after its own timeout.
     if (!noBody && !this.done && !s.headSent && !s.closed && field(s.fields, "expect")?.toLowerCase() === "100-continue") s.respond(100, []);
@@ -183,14 +189,14 @@ class H2StreamFront implements FrontSide {
     this.s.respond(status, fields, false);
   }
 
-  head(status: number, fields: Fields, endStream: boolean, _contentLength: number): void {
+  head(status: number, fields: readonly string[], endStream: boolean, _contentLength: number): void {
     this.s.respond(status, fields, endStream);
     if (endStream) this.finish(false);
   }
 
-  data(chunk: Uint8Array): boolean {
+  data(buf: Uint8Array, start: number, end: number): boolean {
     // Borrowed: the stream writes it out at once or copies what it queues.
-    return this.s.write(chunk);
+    return this.s.write(buf, start, end);
   }
 
   end(trailers: Fields): void {
@@ -237,7 +243,7 @@ class H2StreamFront implements FrontSide {
 function frontOnData(this: H2Stream, chunk: Uint8Array): void {
   (this.context as H2StreamFront).onData(chunk);
 }
-function frontOnEnd(this: H2Stream, trailers: string[] | null): void {
+function frontOnEnd(this: H2Stream, trailers: readonly string[] | null): void {
   (this.context as H2StreamFront).onEnd(trailers);
 }
 function frontOnReset(this: H2Stream): void {

@@ -123,7 +123,7 @@ const TRAILER_PROHIBITED = new Set([
  * its trailer section any more than in its head). Returns `src` itself when
  * nothing is dropped.
  */
-export function requestTrailerFields(src: Fields): Fields {
+export function requestTrailerFields(src: readonly string[]): readonly string[] {
   let out: Fields | null = null;
   for (let i = 0; i < src.length; i += 2) {
     const name = src[i]!;

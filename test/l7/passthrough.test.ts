@@ -141,6 +141,17 @@ function answeredWith(reply: string, request = `GET / HTTP/1.1\r\nHost: ${HOST}\
 }
 
 describe("response heads", () => {
+  test("a backend repeating its head: each rebuilt response gets its own framing fields (the client field list is shared, never extended)", async () => {
+    // HTTP/1.0 keep-alive takes the rebuilt path; the same backend head twice is one ResponseHead
+    // object (the pool's head memo) and one client field list (H1Side's memo).
+    be.replies.push(OK, OK, OK);
+    const one = `GET /r HTTP/1.0\r\nHost: ${HOST}\r\nConnection: keep-alive\r\n\r\n`;
+    const { res } = await run(one + one + one);
+    const heads = res.split("ok").filter((x) => x.length > 0);
+    expect(heads).toHaveLength(3);
+    for (const head of heads) expect(head).toBe("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n");
+  });
+
   test("a clean response passes byte for byte (reason phrase and case kept); hop-by-hop lines are cut", async () => {
     const res = await answeredWith("HTTP/1.1 200 Fine Thanks\r\nServer: Scripted\r\nConnection: keep-alive\r\nX-Mixed: A b\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello");
     expect(res).toBe("HTTP/1.1 200 Fine Thanks\r\nServer: Scripted\r\nX-Mixed: A b\r\nContent-Length: 5\r\n\r\nhello");

@@ -13,7 +13,7 @@ import { HpackDecoder, HpackEncoder } from "../../src/l7/h2/hpack.ts";
 export interface RawH2Request {
   streamId: number;
   /** Decoded request fields, pseudo-headers included. */
-  fields: string[];
+  fields: readonly string[];
   path: string;
 }
 

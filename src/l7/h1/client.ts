@@ -67,8 +67,8 @@ export interface ResponseSink {
    * deliver it the usual way. Buffers valid only during the call.
    */
   onWholeResponse?(head: ResponseHead, raw: Uint8Array, at: number, body: Uint8Array, bodyStart: number, bodyEnd: number): boolean;
-  /** A body chunk: a view valid only during the call (copy or write it synchronously). Return false to pause reading from the backend; no onData/onEnd follows until exchange.resume(). */
-  onData(chunk: Uint8Array): boolean;
+  /** Body bytes buf[start, end), valid only during the call (copy or write them synchronously). Return false to pause reading from the backend; no onData/onEnd follows until exchange.resume(). */
+  onData(buf: Uint8Array, start: number, end: number): boolean;
   /** Response complete; trailers flat [name, value, …] (empty if none). The connection is already back in the pool. */
   onEnd(trailers: string[]): void;
   /** Failure; the exchange is over (no other callback follows). */
@@ -102,7 +102,7 @@ export interface H1Exchange {
    */
   write(chunk: Uint8Array): boolean;
   /** End of the request body (trailers only with chunked). A Content-Length body of the wrong size fails the exchange (kind "protocol", EREQBODYLENGTH). */
-  end(trailers?: string[]): void;
+  end(trailers?: readonly string[]): void;
   /** Resume delivering the response after onData returned false. */
   resume(): void;
   /** The client went away: abandon the exchange, no callback follows; a connection that carried it is closed, never reused. */

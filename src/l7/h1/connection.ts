@@ -15,7 +15,7 @@
 import type { Socket, SocketHandler } from "bun";
 import { socketError } from "../../net/socket-error.ts";
 import type { BackendTarget } from "../backend/target.ts";
-import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk } from "./body.ts";
+import { ChunkedDecoder, LengthDecoder, encodeChunk, encodeLastChunk, type BodySink } from "./body.ts";
 import { H1_HEAD_MEMO_BYTES } from "../../limits.ts";
 import { rangeEquals, ValueMemo } from "./bytes.ts";
 import { type ResponseHead, parseResponseHead } from "./head.ts";
@@ -158,11 +158,11 @@ export class BackendConn implements DialClient {
   private pendingIn: Uint8Array | null = null;
   private completePending = false;
   private eofPending = false;
-  private readonly bodySink: (d: Uint8Array) => void;
+  private readonly bodySink: BodySink;
 
   constructor(readonly owner: ConnOwner) {
     this.memo = owner.heads.values;
-    this.bodySink = (d) => this.deliver(d);
+    this.bodySink = (buf, start, end) => this.deliver(buf, start, end);
   }
 
   // ---------------------------------------------------------------- dial
@@ -387,7 +387,7 @@ export class BackendConn implements DialClient {
         continue;
       }
       if (this.rphase === R_UNTIL_CLOSE) {
-        this.deliver(buf.subarray(start, end));
+        this.deliver(buf, start, end);
         start = end;
         break;
       }
@@ -469,12 +469,12 @@ export class BackendConn implements DialClient {
     }
   }
 
-  /** Hands one body view to the sink, or stashes it while paused. */
-  private deliver(d: Uint8Array): void {
+  /** Hands body bytes buf[start, end) to the sink, or stashes a view of them while paused. */
+  private deliver(buf: Uint8Array, start: number, end: number): void {
     const ex = this.ex;
-    if (ex === null || d.length === 0) return;
-    if (this.paused) this.stash.push(d);
-    else if (ex.sink.onData(d) === false) this.paused = true;
+    if (ex === null || start === end) return;
+    if (this.paused) this.stash.push(buf.subarray(start, end));
+    else if (ex.sink.onData(buf, start, end) === false) this.paused = true;
   }
 
   /** The caller drained what it had: deliver the stash and what was read, then read again. */
@@ -486,7 +486,7 @@ export class BackendConn implements DialClient {
     let i = 0;
     while (i < stash.length) {
       const d = stash[i++];
-      if (ex.sink.onData(d) === false) this.paused = true;
+      if (ex.sink.onData(d, 0, d.length) === false) this.paused = true;
       if (this.ex !== ex) return;
       if (this.paused) break;
     }
@@ -704,7 +704,7 @@ export class Exchange implements H1Exchange {
     return true;
   }
 
-  end(trailers?: string[]): void {
+  end(trailers?: readonly string[]): void {
     if (this.state === X_DONE) return;
     if (this.body === B_TUNNEL) {
       this.conn?.socket?.shutdown();

@@ -27,6 +27,7 @@ import {
   LengthDecoder,
   parseRequestHead,
   serializeResponseHead,
+  type BodySink,
   type H1BodyDecoder,
   type H1Error,
   type RequestHead,
@@ -61,7 +62,7 @@ export class H1Front implements ProtocolFront, FrontSide {
   private ex: Exchange | null = null;
   private req: RequestHead | null = null;
   private decoder: H1BodyDecoder | null = null;
-  private readonly sink = (chunk: Uint8Array): void => this.ex!.requestData(chunk);
+  private readonly sink: BodySink = (buf, start, end) => this.ex!.requestData(buf.subarray(start, end));
   /** The backend (or an unchosen backend) cannot take more request body: the socket is paused. */
   private requestPaused = false;
   private pipelinePaused = false;
@@ -301,9 +302,10 @@ export class H1Front implements ProtocolFront, FrontSide {
     if (bytes instanceof Uint8Array) this.out(bytes);
   }
 
-  head(status: number, fields: Fields, endStream: boolean, contentLength: number): void {
+  head(status: number, fields: readonly string[], endStream: boolean, contentLength: number): void {
     const req = this.req!;
-    const out = fields;
+    // A copy: the framing and connection fields go on the end, and the list may be shared (H1Side's memo).
+    const out = fields.slice();
     const bodyless = endStream || req.method === "HEAD" || status === 204 || status === 304 || status < 200;
     this.noContent = bodyless;
     if (!bodyless) {
@@ -347,10 +349,11 @@ export class H1Front implements ProtocolFront, FrontSide {
     return true;
   }
 
-  data(chunk: Uint8Array): boolean {
+  data(buf: Uint8Array, start: number, end: number): boolean {
     // A response without content (HEAD, 204, 304, or ended with its head) takes no bytes: any would
     // be read by the client as the next response. Backends are checked too; this is the last guard.
-    if (chunk.byteLength === 0 || this.noContent) return true;
+    if (start === end || this.noContent) return true;
+    const chunk = buf.subarray(start, end);
     // Written now (with the head, if it still waits): the chunk is only valid during this call.
     if (this.chunkedOut) {
       this.out(Buffer.from(chunk.byteLength.toString(16) + "\r\n", "latin1"));

@@ -20,18 +20,18 @@ export { H2_MAX_CONTENT_LENGTH_DIGITS };
 
 
 export interface RequestHead {
-  method: string;
+  readonly method: string;
   /** Null only for CONNECT without :protocol. */
-  scheme: string | null;
-  authority: string | null;
+  readonly scheme: string | null;
+  readonly authority: string | null;
   /** Null only for CONNECT without :protocol. */
-  path: string | null;
+  readonly path: string | null;
   /** Extended CONNECT (RFC 8441) protocol, e.g. "websocket"; null otherwise. */
-  protocol: string | null;
+  readonly protocol: string | null;
   /** Parsed content-length, -1 when absent. */
-  contentLength: number;
+  readonly contentLength: number;
   /** Index in `fields` of the first regular (non-pseudo) name; fields.length when none. */
-  regularStart: number;
+  readonly regularStart: number;
 }
 
 export interface ResponseHead {

@@ -31,7 +31,7 @@ import { sameBytes } from "../h1/bytes.ts";
 import { connError, H2_ERROR, H2Error } from "./errors.ts";
 import { isValidFieldName, isValidFieldValue } from "./headers.ts";
 import { huffmanDecode, huffmanEncode, huffmanLength } from "./huffman.ts";
-import { H2_HPACK_BLOCK_MEMO_BYTES, H2_HPACK_LITERAL_CACHE_BYTES, H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
+import { H2_HPACK_BLOCK_MEMO_BYTES, H2_HPACK_DECODE_MEMO_BYTES, H2_HPACK_LITERAL_CACHE_BYTES, H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES } from "../../limits.ts";
 
 export { H2_HPACK_MAX_TABLE_SIZE, H2_MAX_HEADER_LIST_BYTES };
 
@@ -212,8 +212,8 @@ class DynamicTable {
 
 /** A decoded header block. */
 export interface HeaderList {
-  /** `[name, value, …]` in wire order; empty when `overflow`. */
-  fields: string[];
+  /** `[name, value, …]` in wire order; empty when `overflow`. May be shared (the decoder's memo): never modified. */
+  readonly fields: readonly string[];
   /** Size of the whole list as RFC 9113 §6.5.2 counts it (name + value + 32 per field), counted on past the cap. */
   bytes: number;
   /** The list exceeded the decoder's maxHeaderListBytes: no fields are returned, the table stayed in sync. */
@@ -222,7 +222,7 @@ export interface HeaderList {
    * Names of fields the peer sent as "never indexed" (RFC 7541 §6.2.3), or null.
    * An intermediary must forward them the same way: pass this to HpackEncoder.encode.
    */
-  neverIndexed: string[] | null;
+  readonly neverIndexed: readonly string[] | null;
   /**
    * Every name is a pseudo-header name or a valid lower-case field name and
    * every value a valid field value (RFC 9113 §8.2.1): checked as literals
@@ -251,6 +251,8 @@ export interface HpackDecoderOptions {
    * keep up to 61 values for it).
    */
   rememberLiterals?: boolean;
+  /** Remember the last block that left the table unchanged, with its list (H2_HPACK_DECODE_MEMO_BYTES); default true. False: decode every block (tests compare the two). */
+  blockMemo?: boolean;
 }
 
 /** Internal: a decoding failure; thrown inside decode() only and turned into an H2Error there. */
@@ -280,10 +282,22 @@ export class HpackDecoder {
   /** Huffman output; grows to the longest decoded string seen. */
   private scratch: Buffer = Buffer.allocUnsafe(256); // >= RAW_COPY_MAX
   private readonly rememberLiterals: boolean;
+  private readonly blockMemo: boolean;
   /** The last literal value seen after each static name (see H2_HPACK_LITERAL_CACHE_BYTES); made on first use. */
   private literals: Array<LiteralMemo | undefined> | null = null;
   /** Whether the value readLiteralValue returned last passed the §8.2.1 value check. */
   private literalValid = true;
+  /**
+   * The last block that left the table as it found it, and its list: the
+   * same octets decode to the same list while `table.changes` is still
+   * `memoChanges` (H2_HPACK_DECODE_MEMO_BYTES). Made on first use.
+   */
+  private memoBytes: Uint8Array | null = null;
+  private memoLen = -1;
+  private memoChanges = -1;
+  private memoList: HeaderList | null = null;
+  /** Blocks decode() answered from its memo (tests, debugging). */
+  memoHits = 0;
 
   constructor(opts: HpackDecoderOptions = {}) {
     const size = Math.min(opts.maxTableSize ?? H2_HPACK_DEFAULT_TABLE_SIZE, H2_HPACK_MAX_TABLE_SIZE);
@@ -291,6 +305,7 @@ export class HpackDecoder {
     this.settingsMax = size;
     this.maxListBytes = opts.maxHeaderListBytes ?? H2_MAX_HEADER_LIST_BYTES;
     this.rememberLiterals = opts.rememberLiterals ?? false;
+    this.blockMemo = opts.blockMemo ?? true;
   }
 
   /**
@@ -331,12 +346,24 @@ export class HpackDecoder {
    */
   decode(block: Uint8Array, start = 0, end = block.length): HeaderList | H2Error {
     if (this.failed) return this.failed;
+    const len = end - start;
+    const memo = this.memoList;
+    // The memo is taken only while the table is as that block left it, and the block did not
+    // change it (no insertion, no size update): then decoding it again changes nothing either.
+    // A required size update (pendingMin) bumps `changes` when it is set, so it never matches.
+    if (memo !== null && len === this.memoLen && this.table.changes === this.memoChanges && sameBytes(this.memoBytes!, block, start, len)) {
+      this.memoHits++;
+      return memo;
+    }
+    const before = this.table.changes;
     this.src = block;
     this.srcBuf = null;
     this.p = start;
     this.end = end;
     try {
-      return this.decodeBlock();
+      const list = this.decodeBlock();
+      if (this.blockMemo && this.table.changes === before && len <= H2_HPACK_DECODE_MEMO_BYTES && !list.overflow) this.remember(block, start, len, list);
+      return list;
     } catch (e) {
       if (!(e instanceof HpackFail)) throw e;
       this.failed = connError(H2_ERROR.COMPRESSION_ERROR, e.reason);
@@ -345,6 +372,14 @@ export class HpackDecoder {
       this.src = EMPTY;
       this.srcBuf = null;
     }
+  }
+
+  private remember(block: Uint8Array, start: number, len: number, list: HeaderList): void {
+    const bytes = (this.memoBytes ??= new Uint8Array(H2_HPACK_DECODE_MEMO_BYTES));
+    for (let i = 0; i < len; i++) bytes[i] = block[start + i];
+    this.memoLen = len;
+    this.memoChanges = this.table.changes;
+    this.memoList = list;
   }
 
   private decodeBlock(): HeaderList {

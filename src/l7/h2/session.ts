@@ -50,7 +50,7 @@ import {
   writeWindowUpdate,
   type H2Frame,
 } from "./frame.ts";
-import { validateRequestHeaders, validateResponseHeaders, validateTrailers, type RequestCheckOptions } from "./headers.ts";
+import { validateRequestHeaders, validateResponseHeaders, validateTrailers, type RequestCheckOptions, type RequestHead } from "./headers.ts";
 import { H2_MAX_HEADER_LIST_BYTES, HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.ts";
 import { InboundWindow } from "./flow.ts";
 import { H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS, H2_CLOSED_STREAMS_KEPT, H2_DISCARD_AFTER_RESPONSE_MS, H2_CONNECTION_WINDOW_BYTES, H2_GLITCH_BURST, H2_GLITCH_REFILL_PER_SECOND, H2_GOAWAY_PING_TIMEOUT_MS, H2_MAX_CONCURRENT_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_MAX_REFUSED_STREAMS, H2_OUTPUT_BATCH_BYTES, H2_RAPID_RESET_BURST, H2_RAPID_RESET_REFILL_PER_SECOND, H2_SEND_STALL_TIMEOUT_MS, H2_SETTINGS_TIMEOUT_MS, H2_SMALL_WINDOW_UPDATE_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
@@ -188,6 +188,9 @@ export class H2Session implements StreamHost {
   private readonly reader: FrameReader;
   private readonly assembler = new HeaderBlockAssembler();
   private readonly decoder: HpackDecoder;
+  /** The last request list validated and its head: the decoder's memo gives the same list object for a repeated block, and validation is pure. */
+  private lastRequestList: HeaderList | null = null;
+  private lastRequestHead: RequestHead | null = null;
   private readonly encoder = new HpackEncoder();
   private readonly out = new ByteWriter();
   private readonly scratch = new ByteWriter(1024);
@@ -492,15 +495,15 @@ export class H2Session implements StreamHost {
     this.scheduleFlush();
   }
 
-  sendDataNow(s: H2Stream, chunk: Uint8Array): boolean {
-    const n = chunk.length;
+  sendDataNow(s: H2Stream, buf: Uint8Array, start: number, end: number): boolean {
+    const n = end - start;
     const out = this.out;
     if (this.blocked || this.state === S_CLOSED || s.inSendList) return false;
     if (n > s.sendWindow || n > this.sendConnWindow || n > this.peerMaxFrameSize) return false;
     if (out.len - this.outStart >= H2_OUTPUT_BATCH_BYTES) return false;
     const at = out.len;
     writeFrameHeader(out, n, H2_FRAME.DATA, 0, s.id);
-    out.copyFrom(chunk, 0, n);
+    out.copyFrom(buf, start, end);
     s.sendWindow -= n;
     this.sendConnWindow -= n;
     this.stalledSince = -1;
@@ -536,9 +539,11 @@ export class H2Session implements StreamHost {
   }
 
   sendCredit(s: H2Stream, n: number): void {
-    const m = Math.min(n, s.recv.held);
+    const w = s.recv;
+    if (w === null) return;
+    const m = Math.min(n, w.held);
     if (!(m > 0)) return;
-    const inc = s.recv.consume(m);
+    const inc = w.consume(m);
     if (inc > 0 && !s.closed && !s.remoteEnded) writeWindowUpdate(this.out, s.id, inc);
     if (!this.eagerConnCredit) this.creditConnection(m);
     this.scheduleFlush();
@@ -631,7 +636,7 @@ export class H2Session implements StreamHost {
       this.creditConnection(flow);
       return streamError(H2_ERROR.PROTOCOL_ERROR, "data_before_response");
     }
-    if (!s.recv.receive(flow)) {
+    if (!(s.recv ??= new InboundWindow(s.recvSize)).receive(flow)) {
       this.creditConnection(flow);
       return streamError(H2_ERROR.FLOW_CONTROL_ERROR, "stream_window_exceeded");
     }
@@ -708,8 +713,14 @@ export class H2Session implements StreamHost {
       this.remember(id, CLOSED.RESET_BY_US);
       return this.glitch("header_list_overflow");
     }
-    const head = validateRequestHeaders(list.fields, list.checked ? CHECKED : UNCHECKED);
-    if (head instanceof H2Error) return this.refuseNew(id, head.code, "stream_error");
+    let head: RequestHead | H2Error;
+    if (list === this.lastRequestList) head = this.lastRequestHead!;
+    else {
+      head = validateRequestHeaders(list.fields, list.checked ? CHECKED : UNCHECKED);
+      if (head instanceof H2Error) return this.refuseNew(id, head.code, "stream_error");
+      this.lastRequestList = list;
+      this.lastRequestHead = head;
+    }
     if (endStream && head.contentLength > 0) return this.refuseNew(id, H2_ERROR.PROTOCOL_ERROR, "stream_error");
     if (this.peerStreams >= this.maxConcurrent) {
       this.stats.streamsRefused++;
@@ -788,7 +799,7 @@ export class H2Session implements StreamHost {
   }
 
   /** The peer's side of `s` ended normally. */
-  private endRemote(s: H2Stream, trailers: string[] | null): void {
+  private endRemote(s: H2Stream, trailers: readonly string[] | null): void {
     s.remoteEnded = true;
     // Closed before the callback, so its concurrency slot is free for a request made from onEnd.
     if (s.localEnded) this.closeStream(s, CLOSED.ENDED);
@@ -1005,10 +1016,13 @@ export class H2Session implements StreamHost {
     this.remember(s.id, how);
     if (how !== CLOSED.ENDED) {
       // Reset: the application drops what it holds, so its share of the connection window comes back now.
-      const held = s.recv.held;
-      s.recv.held = 0;
-      if (held > 0) this.creditConnection(held);
-      s.queue = [];
+      const w = s.recv;
+      const held = w === null ? 0 : w.held;
+      if (held > 0) {
+        w!.held = 0;
+        this.creditConnection(held);
+      }
+      s.queue = null;
       s.queued = 0;
     }
     if (this.streams.size === 0) {
@@ -1038,7 +1052,7 @@ export class H2Session implements StreamHost {
       this.discarding++;
       const onReset = s.onReset;
       s.onData = s.onEnd = s.onWritable = s.onReset = null;
-      if (s.recv.held > 0) this.sendCredit(s, s.recv.held);
+      if (s.recv !== null && s.recv.held > 0) this.sendCredit(s, s.recv.held);
       onReset?.call(s, H2_ERROR.NO_ERROR, "response_complete");
     }
   }
@@ -1228,7 +1242,7 @@ export class H2Session implements StreamHost {
   private copyQueued(s: H2Stream, n: number): void {
     const out = this.out;
     out.ensure(n);
-    const q = s.queue;
+    const q = s.queue!; // n <= queued, so there is one
     s.queued -= n;
     while (n > 0) {
       const c = q[0];

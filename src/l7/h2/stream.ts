@@ -12,7 +12,7 @@
  */
 
 import { H2_ERROR } from "./errors.ts";
-import { InboundWindow } from "./flow.ts";
+import type { InboundWindow } from "./flow.ts";
 import type { RequestHead } from "./headers.ts";
 import { H2_STREAM_SEND_BUFFER_MIN_BYTES } from "../../limits.ts";
 
@@ -21,8 +21,8 @@ export interface StreamHost {
   readonly sendBufferBytes: number;
   sendHeaders(s: H2Stream, fields: readonly string[], status: number, endStream: boolean, neverIndex: readonly string[] | null): void;
   sendQueued(s: H2Stream): void;
-  /** Writes `chunk` (borrowed) as one DATA frame now if nothing is queued ahead of it and the windows allow; false = queue it. */
-  sendDataNow(s: H2Stream, chunk: Uint8Array): boolean;
+  /** Writes buf[start, end) (borrowed) as one DATA frame now if nothing is queued ahead of it and the windows allow; false = queue it. */
+  sendDataNow(s: H2Stream, buf: Uint8Array, start: number, end: number): boolean;
   /** Sets END_STREAM on this stream's DATA frame if it is still the last unsent frame; false = send END_STREAM the usual way. */
   endOnLastData(s: H2Stream): boolean;
   sendReset(s: H2Stream, code: number, reason: string): void;
@@ -50,7 +50,7 @@ export class H2Stream {
   /** A DATA payload (valid during the call only). Unset: bytes are dropped and credited back at once. */
   onData: ((chunk: Uint8Array) => void) | null = null;
   /** The peer finished its side: trailers (`[name, value, …]`) or null. Called once, after the last onData. */
-  onEnd: ((trailers: string[] | null) => void) | null = null;
+  onEnd: ((trailers: readonly string[] | null) => void) | null = null;
   /**
    * The stream ended abnormally: the peer's RST_STREAM, our reset after a
    * protocol error (reason says which), the connection's end, or — server
@@ -61,17 +61,17 @@ export class H2Stream {
   /** write() returned false earlier and the queue has room again. */
   onWritable: (() => void) | null = null;
   /** Client role: the final response head (`fields` includes :status). */
-  onResponse: ((status: number, fields: string[], endStream: boolean) => void) | null = null;
+  onResponse: ((status: number, fields: readonly string[], endStream: boolean) => void) | null = null;
   /** Client role: a 1xx head (100-continue, 103 early hints); ignored when unset. */
-  onInformational: ((status: number, fields: string[]) => void) | null = null;
+  onInformational: ((status: number, fields: readonly string[]) => void) | null = null;
 
   // --- what the peer sent ------------------------------------------------
   /** Server role: the validated request head; `fields` holds the whole list (pseudo-headers first). */
   head: RequestHead | null = null;
   /** The peer's header list: request (server role) or final response (client role). */
-  fields: string[] = EMPTY_FIELDS;
+  fields: readonly string[] = EMPTY_FIELDS;
   /** Field names the peer sent never-indexed (forward them the same way), or null. */
-  neverIndexed: string[] | null = null;
+  neverIndexed: readonly string[] | null = null;
   /** Client role: final response status, 0 until it arrives. */
   status = 0;
   /** The application's object for this stream (what its callbacks act on), or anything it wants to hang on it. */
@@ -96,12 +96,14 @@ export class H2Stream {
   contentLength = -1;
   /** @internal DATA payload bytes received. */
   received = 0;
-  /** @internal Receive window. */
-  readonly recv: InboundWindow;
+  /** @internal Receive window, made with the first DATA frame (most requests have none); `recvSize` until then. */
+  recv: InboundWindow | null = null;
+  /** @internal Size the receive window starts at. */
+  readonly recvSize: number;
   /** @internal Peer's window for this stream; may go negative (§6.9.2). */
   sendWindow: number;
   /** @internal Chunks waiting for window; `queueOffset` bytes of queue[0] already sent. */
-  queue: Uint8Array[] = [];
+  queue: Uint8Array[] | null = null;
   queueOffset = 0;
   /** @internal Bytes in `queue` not yet sent. */
   queued = 0;
@@ -122,7 +124,7 @@ export class H2Stream {
     recvWindow: number,
     sendWindow: number,
   ) {
-    this.recv = new InboundWindow(recvWindow);
+    this.recvSize = recvWindow;
     this.sendWindow = sendWindow;
   }
 
@@ -168,20 +170,20 @@ export class H2Stream {
   }
 
   /**
-   * Sends body bytes; server role: after respond(), else it throws. `chunk`
-   * is borrowed (read during the call only): with nothing queued ahead and
+   * Sends body bytes buf[start, end) (default: all of `buf`); server role:
+   * after respond(), else it throws. The bytes are borrowed (read during the call only): with nothing queued ahead and
    * the windows open it goes into the session's output as one DATA frame at
    * once, else a copy is queued. Returns false when the caller should pause
    * until onWritable: the queue holds at least H2_STREAM_SEND_BUFFER_BYTES.
    * Also false, with the bytes dropped, once the stream is closed or ended
    * (onReset/onEnd already told the caller).
    */
-  write(chunk: Uint8Array): boolean {
+  write(buf: Uint8Array, start = 0, end = buf.length): boolean {
     if (this.closed || this.endQueued) return false;
     if (!this.headSent) throw new Error(`h2 stream ${this.id}: write() before respond()`);
-    if (chunk.length > 0 && !(this.queued === 0 && this.host.sendDataNow(this, chunk))) {
-      this.queue.push(chunk.slice());
-      this.queued += chunk.length;
+    if (end > start && !(this.queued === 0 && this.host.sendDataNow(this, buf, start, end))) {
+      (this.queue ??= []).push(buf.slice(start, end));
+      this.queued += end - start;
       this.host.sendQueued(this);
     }
     if (this.queued < this.sendCap()) return true;
@@ -212,4 +214,4 @@ export class H2Stream {
   }
 }
 
-const EMPTY_FIELDS: string[] = [];
+const EMPTY_FIELDS: readonly string[] = [];

@@ -48,8 +48,9 @@ export function collector(onData?: (chunk: Uint8Array, r: Result) => boolean, on
     onInformational(status, fields) {
       result.events.push(`info ${status} ${fields.join(" ")}`);
     },
-    onData(c) {
-      parts.push(Buffer.from(c)); // copy: the view is only valid during the call
+    onData(buf, start, end) {
+      const c = buf.subarray(start, end);
+      parts.push(Buffer.from(c)); // copy: the bytes are only valid during the call
       return onData ? onData(c, result) : true;
     },
     onEnd(t) {
@@ -143,7 +144,7 @@ export function startBackend(respond: (req: ParsedRequest, c: ConnState) => Uint
           }
           const cur = c.cur;
           if (cur.dec !== null && !cur.dec.done) {
-            const n = cur.dec.push(c.buf, 0, c.buf.length, (b) => cur.parts.push(Buffer.from(b)));
+            const n = cur.dec.push(c.buf, 0, c.buf.length, (b, s, e) => cur.parts.push(Buffer.from(b.subarray(s, e))));
             if (typeof n !== "number") {
               s.end("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
               return;

@@ -156,7 +156,7 @@ function parseStream(pieces: Buffer[], responses: boolean): Message[] {
         cur = { m, decoder, body: [] };
       }
       const c = cur;
-      const n = c.decoder.push(pending, pos, pending.length, (d) => c.body.push(Buffer.from(d)));
+      const n = c.decoder.push(pending, pos, pending.length, (d, s, e) => c.body.push(Buffer.from(d.subarray(s, e))));
       if (typeof n !== "number") throw new Error(`body error ${n.reason}`);
       pos += n;
       if (!c.decoder.done) break;

@@ -26,7 +26,7 @@ function fail(r: HeaderList | H2Error): H2Error {
   return r;
 }
 
-function encode(enc: HpackEncoder, fields: string[], neverIndex?: string[]): string {
+function encode(enc: HpackEncoder, fields: string[], neverIndex?: readonly string[]): string {
   const w = new ByteWriter();
   enc.encode(fields, w, neverIndex);
   return toHex(w.view());
@@ -545,6 +545,57 @@ describe("randomized round trips", () => {
       expect(memo.blockMemoHits).toBeGreaterThan(100);
     });
   }
+
+  test("the decoder's block memo gives what decoding gives, over 4000 blocks that repeat, with replays of old blocks", () => {
+    const STATUS = [":status", "200"];
+    const pool = [randomList(), [...STATUS, "server", "nginx", "content-length", "100"], [":method", "GET", ":path", "/x", "user-agent", "h2load"], ["password", "secret"]];
+    let hits = 0;
+    let replays = 0;
+    let pairs = 0;
+    let blocks = 0;
+    while (blocks < 4000) {
+      // A fresh pair whenever both failed alike (a replayed block can name an entry no longer there).
+      pairs++;
+      const small = rnd(3) === 0;
+      const cap = rnd(4) === 0 ? 200 : undefined; // sometimes a small header-list cap: overflowing lists
+      const memo = new HpackDecoder({ maxTableSize: small ? 256 : 4096, maxHeaderListBytes: cap });
+      const plain = new HpackDecoder({ maxTableSize: small ? 256 : 4096, maxHeaderListBytes: cap, blockMemo: false });
+      const enc = new HpackEncoder({ maxTableSize: small ? 256 : 4096 });
+      const sent: Uint8Array[] = [];
+      const w = new ByteWriter(64);
+      let prevK = 0;
+      for (let i = 0; i < 400 && blocks < 4000; i++, blocks++) {
+        let block: Uint8Array;
+        if (sent.length > 0 && rnd(8) === 0) {
+          block = sent[rnd(sent.length)]!;
+          replays++;
+        } else {
+          const k = (prevK = rnd(3) === 0 ? rnd(6) : prevK);
+          const fields = k < pool.length ? pool[k]! : randomList();
+          w.reset();
+          enc.encode(fields, w, rnd(10) === 0 ? ["password"] : null);
+          block = w.view().slice();
+          sent.push(block);
+        }
+        const a = memo.decode(block);
+        const b = plain.decode(block);
+        if (a instanceof H2Error || b instanceof H2Error) {
+          expect(String(a)).toBe(String(b));
+          break;
+        }
+        expect(a.fields).toEqual(b.fields);
+        expect(a.neverIndexed).toEqual(b.neverIndexed);
+        expect([a.overflow, a.checked, a.bytes]).toEqual([b.overflow, b.checked, b.bytes]);
+        expect(memo.tableEntries()).toEqual(plain.tableEntries());
+      }
+      hits += memo.memoHits;
+      expect(plain.memoHits).toBe(0);
+    }
+    // The memo was used, and replays of old blocks (stale for the table) were among the cases.
+    expect(hits).toBeGreaterThan(500);
+    expect(replays).toBeGreaterThan(200);
+    expect(pairs).toBeGreaterThan(5);
+  });
 
   test("decoding random bytes never throws", () => {
     for (let i = 0; i < 5000; i++) {

@@ -52,13 +52,13 @@ async function connectClient(port: number, tls: boolean): Promise<H2Session> {
   return session!;
 }
 
-function fetchOn(session: H2Session, fields: string[], body?: Uint8Array): Promise<{ status: number; fields: string[]; body: string; trailers: string[] | null }> {
+function fetchOn(session: H2Session, fields: string[], body?: Uint8Array): Promise<{ status: number; fields: readonly string[]; body: string; trailers: readonly string[] | null }> {
   return new Promise((resolve, reject) => {
     const s: H2Stream | null = session.request(fields, body === undefined);
     if (!s) return reject(new Error("no stream"));
     const chunks: Uint8Array[] = [];
     let status = 0;
-    let head: string[] = [];
+    let head: readonly string[] = [];
     s.onResponse = (st, f) => {
       status = st;
       head = f;

@@ -10,7 +10,7 @@ const dec = (chunks: Uint8Array[]) => new TextDecoder().decode(Buffer.concat(chu
 
 /** Collects what a client stream receives. */
 function watch(s: H2Stream) {
-  const got = { status: 0, fields: [] as string[], body: [] as Uint8Array[], trailers: null as string[] | null, ended: false, reset: -1, reason: "", info: [] as number[] };
+  const got = { status: 0, fields: [] as readonly string[], body: [] as Uint8Array[], trailers: null as readonly string[] | null, ended: false, reset: -1, reason: "", info: [] as number[] };
   s.onResponse = (status, fields) => {
     got.status = status;
     got.fields = fields;

@@ -113,7 +113,7 @@ export class RawPeer {
   private readonly reader: FrameReader;
   /** Every frame the session wrote so far, in order. */
   readonly frames: H2Frame[] = [];
-  private readonly blocks: Array<{ streamId: number; fields: string[] }> = [];
+  private readonly blocks: Array<{ streamId: number; fields: readonly string[] }> = [];
   clock = 1_000_000;
 
   constructor(role: "server" | "client", opts: Partial<H2SessionOptions> = {}) {
@@ -241,7 +241,7 @@ export class RawPeer {
   }
 
   /** Decoded header lists the session sent on `streamId`. */
-  headerLists(streamId: number): string[][] {
+  headerLists(streamId: number): Array<readonly string[]> {
     return this.blocks.filter((b) => b.streamId === streamId).map((b) => b.fields);
   }
 
