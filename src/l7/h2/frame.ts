@@ -285,6 +285,8 @@ export class FrameReader {
 // ---------------------------------------------------------------------------
 // Payload parsers
 
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
 /** Stream dependency of a HEADERS or PRIORITY frame (§5.3, deprecated by RFC 9113 but still parsed). */
 export interface Priority {
   dependency: number;
@@ -293,30 +295,42 @@ export interface Priority {
   weight: number;
 }
 
-export interface DataFrame {
-  /** The data, padding removed. */
-  data: Uint8Array;
-  endStream: boolean;
+/**
+ * A parsed DATA frame: the data (padding removed) is `buf[start, end)`. A
+ * session parses every DATA frame into one object (`parseData`'s `into`).
+ */
+export class DataFrame {
+  buf: Uint8Array = EMPTY_PAYLOAD;
+  start = 0;
+  end = 0;
+  endStream = false;
   /** Octets that count against flow control: the whole payload, padding included (§6.9). */
-  flowLength: number;
+  flowLength = 0;
+
+  /** The data as a view (made on each call). */
+  get data(): Uint8Array {
+    return this.buf.subarray(this.start, this.end);
+  }
 }
 
-/** A parsed HEADERS frame: its header block fragment is `buf[start, end)` (padding and priority removed). */
+/**
+ * A parsed HEADERS frame: its header block fragment is `buf[start, end)`
+ * (padding and priority removed). A session parses every HEADERS frame into
+ * one object (`parseHeaders`'s `into`).
+ */
 export class HeadersFrame {
-  constructor(
-    readonly buf: Uint8Array,
-    readonly start: number,
-    readonly end: number,
-    readonly endStream: boolean,
-    readonly endHeaders: boolean,
-    readonly priority: Priority | null,
-    /**
-     * A stream error found in the frame (the priority names the stream itself,
-     * §5.3.1), else null. The block must still be assembled and decoded so the
-     * HPACK state stays in sync; the session then resets the stream.
-     */
-    readonly streamError: H2Error | null,
-  ) {}
+  buf: Uint8Array = EMPTY_PAYLOAD;
+  start = 0;
+  end = 0;
+  endStream = false;
+  endHeaders = false;
+  priority: Priority | null = null;
+  /**
+   * A stream error found in the frame (the priority names the stream itself,
+   * §5.3.1), else null. The block must still be assembled and decoded so the
+   * HPACK state stays in sync; the session then resets the stream.
+   */
+  streamError: H2Error | null = null;
 
   /** The fragment as a view (made on each call; the session decodes the range instead). */
   get fragment(): Uint8Array {
@@ -377,17 +391,17 @@ function readPriority(p: Uint8Array, at: number, streamId: number): Priority | H
   return { dependency: dep, exclusive: (p[at] & 0x80) !== 0, weight: p[at + 4] + 1 };
 }
 
-/** DATA (§6.1): stream 0 → PROTOCOL_ERROR; bad padding → PROTOCOL_ERROR / FRAME_SIZE_ERROR. */
-export function parseData(f: H2Frame): DataFrame | H2Error {
+/** DATA (§6.1): stream 0 → PROTOCOL_ERROR; bad padding → PROTOCOL_ERROR / FRAME_SIZE_ERROR. Fills and returns `into` (valid until the next call with it). */
+export function parseData(f: H2Frame, into: DataFrame = new DataFrame()): DataFrame | H2Error {
   if (f.streamId === 0) return protocolError("data_on_stream_0");
   const end = unpaddedEnd(f);
   if (end instanceof H2Error) return end;
-  const start = contentStart(f);
-  return {
-    data: f.buf.subarray(start, end),
-    endStream: (f.flags & H2_FLAG.END_STREAM) !== 0,
-    flowLength: f.end - f.start,
-  };
+  into.buf = f.buf;
+  into.start = contentStart(f);
+  into.end = end;
+  into.endStream = (f.flags & H2_FLAG.END_STREAM) !== 0;
+  into.flowLength = f.end - f.start;
+  return into;
 }
 
 /**
@@ -395,7 +409,7 @@ export function parseData(f: H2Frame): DataFrame | H2Error {
  * flag needs 5 more octets (else FRAME_SIZE_ERROR); self-dependency → the
  * frame with `streamError` set (stream PROTOCOL_ERROR, block still usable).
  */
-export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
+export function parseHeaders(f: H2Frame, into: HeadersFrame = new HeadersFrame()): HeadersFrame | H2Error {
   if (f.streamId === 0) return protocolError("headers_on_stream_0");
   const end = unpaddedEnd(f);
   if (end instanceof H2Error) return end;
@@ -409,7 +423,14 @@ export function parseHeaders(f: H2Frame): HeadersFrame | H2Error {
     else priority = pr;
     start += 5;
   }
-  return new HeadersFrame(f.buf, start, end, (f.flags & H2_FLAG.END_STREAM) !== 0, (f.flags & H2_FLAG.END_HEADERS) !== 0, priority, selfDependency);
+  into.buf = f.buf;
+  into.start = start;
+  into.end = end;
+  into.endStream = (f.flags & H2_FLAG.END_STREAM) !== 0;
+  into.endHeaders = (f.flags & H2_FLAG.END_HEADERS) !== 0;
+  into.priority = priority;
+  into.streamError = selfDependency;
+  return into;
 }
 
 /** PRIORITY (§6.3): stream 0 → PROTOCOL_ERROR; length ≠ 5 → stream FRAME_SIZE_ERROR; self-dependency → stream PROTOCOL_ERROR. */

@@ -23,6 +23,7 @@ import { ByteWriter } from "./bytes.ts";
 import { connError, H2_ERROR, H2Error, streamError } from "./errors.ts";
 import {
   CLIENT_PREFACE,
+  DataFrame,
   FrameReader,
   H2_DEFAULT_INITIAL_WINDOW_SIZE,
   H2_DEFAULT_MAX_FRAME_SIZE,
@@ -31,6 +32,7 @@ import {
   H2_MAX_WINDOW_SIZE,
   H2_SETTING,
   HeaderBlockAssembler,
+  HeadersFrame,
   parseData,
   parseGoaway,
   parseHeaders,
@@ -188,6 +190,9 @@ export class H2Session implements StreamHost {
   private readonly reader: FrameReader;
   private readonly assembler = new HeaderBlockAssembler();
   private readonly decoder: HpackDecoder;
+  /** Every DATA / HEADERS frame is parsed into these (one object per session, none per frame). */
+  private readonly dataFrame = new DataFrame();
+  private readonly headersFrame = new HeadersFrame();
   /** The last request list validated and its head: the decoder's memo gives the same list object for a repeated block, and validation is pure. */
   private lastRequestList: HeaderList | null = null;
   private lastRequestHead: RequestHead | null = null;
@@ -617,7 +622,7 @@ export class H2Session implements StreamHost {
   }
 
   private onData(f: H2Frame): H2Error | null {
-    const d = parseData(f);
+    const d = parseData(f, this.dataFrame);
     if (d instanceof H2Error) return d;
     const id = f.streamId;
     const flow = d.flowLength;
@@ -641,7 +646,7 @@ export class H2Session implements StreamHost {
       return streamError(H2_ERROR.FLOW_CONTROL_ERROR, "stream_window_exceeded");
     }
     if (this.eagerConnCredit) this.creditConnection(flow);
-    const n = d.data.length;
+    const n = d.end - d.start;
     if (flow > n) this.sendCredit(s, flow - n); // padding: nothing for the application
     s.received += n;
     // Content in a response that cannot have any (RFC 9110 §15.3.5, §9.3.2; RFC 9113 §8.1.1
@@ -656,7 +661,7 @@ export class H2Session implements StreamHost {
       if (g) return g;
     }
     if (n > 0) {
-      if (s.onData !== null) s.onData(d.data);
+      if (s.onData !== null) s.onData(d.buf.subarray(d.start, d.end));
       else this.sendCredit(s, n);
     }
     if (d.endStream && !s.closed) this.endRemote(s, null);
@@ -664,7 +669,7 @@ export class H2Session implements StreamHost {
   }
 
   private onHeaders(f: H2Frame): H2Error | null {
-    const h = parseHeaders(f);
+    const h = parseHeaders(f, this.headersFrame);
     if (h instanceof H2Error) return h;
     const e = this.assembler.begin(f.streamId, h.buf, h.start, h.end, h.endHeaders);
     if (e !== null) return e;
