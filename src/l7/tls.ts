@@ -50,6 +50,7 @@ export interface TlsPeer {
 export type TlsSock = Socket<TlsPeer>;
 
 const handlers = {
+  binaryType: "uint8array" as const, // see CONN_HANDLERS (src/l7/h1/connection.ts)
   handshake(s: TlsSock, authorized: boolean, err: Error | null) {
     s.data.onHandshake(authorized, authorized ? null : err);
   },

@@ -129,6 +129,7 @@ export class H2Client {
 type ConnSock = Socket<H2Conn>;
 
 const handlers: SocketHandler<H2Conn> = {
+  binaryType: "uint8array", // see CONN_HANDLERS (src/l7/h1/connection.ts)
   open() {},
   handshake(s, ok, err) {
     s.data.onHandshake(ok, err);

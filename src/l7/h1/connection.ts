@@ -97,6 +97,9 @@ function backendError(kind: BackendErrorKind, beforeResponse: boolean, code: str
 
 /** The shared socket handlers: every event goes to the connection in `socket.data`. */
 export const CONN_HANDLERS: SocketHandler<BackendConn> = {
+  // Reads as plain Uint8Arrays: Bun makes a Buffer (its own subclass) per read otherwise, and we use
+  // no Buffer method on them (the byte helpers call Buffer's natives on any Uint8Array).
+  binaryType: "uint8array",
   open() {}, // TLS sockets report it during upgradeTLS; readiness comes from `handshake`
   handshake(_s, ok, err) {
     _s.data.onHandshake(ok, err);
@@ -304,7 +307,7 @@ export class BackendConn implements DialClient {
 
   // ---------------------------------------------------------------- response side
 
-  onData(buf: Buffer): void {
+  onData(buf: Uint8Array): void {
     const ex = this.ex;
     if (ex === null) {
       // Bytes with no request outstanding: the backend is out of step; never reuse it.
