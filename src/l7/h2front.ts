@@ -97,7 +97,6 @@ export class H2Front implements ProtocolFront, H2Transport {
 
 /** One HTTP/2 stream as the client side of an exchange, and its request as forward() takes it (one object per stream). */
 class H2StreamFront implements FrontSide, RequestIn {
-  readonly protocol = "h2";
   // RequestIn: set in start().
   method = "";
   path = "";
@@ -105,10 +104,6 @@ class H2StreamFront implements FrontSide, RequestIn {
   fields: readonly string[] = NO_FIELDS;
   body: RequestIn["body"] = "none";
   contentLength = -1;
-  readonly raw = null;
-  readonly rawStart = 0;
-  readonly rawEnd = 0;
-  readonly rawDrop = NO_DROP;
   ex: Exchange | null = null;
   private paused = false;
   /** Request bytes delivered while the backend was full: credited back when it drains. */
@@ -130,6 +125,23 @@ class H2StreamFront implements FrontSide, RequestIn {
     s.onEnd = frontOnEnd;
     s.onReset = frontOnReset;
     s.onWritable = frontOnWritable;
+  }
+
+  // Constants on the prototype, not in every stream's object.
+  get protocol(): "h2" {
+    return "h2";
+  }
+  get raw(): null {
+    return null;
+  }
+  get rawStart(): number {
+    return 0;
+  }
+  get rawEnd(): number {
+    return 0;
+  }
+  get rawDrop(): readonly number[] {
+    return NO_DROP;
   }
 
   onData(chunk: Uint8Array): void {
