@@ -28,14 +28,15 @@ export class L7Stage extends Stage {
     const { conn, entry, peeked } = this;
     const { lc, sni } = conn;
     const { state, ls } = lc;
+    // The name the connection was routed by, as routes are matched (one trailing dot dropped):
+    // the 421 check compares the request's host with it (SPEC §5), and it is the route key.
+    const key = normalizeHostname(sni);
     this.l7 = lc.l7.serve(
       conn.sock,
       peeked.take(),
       {
-        route: () => state.lookupRoute(ls, sni) ?? entry,
-        // The name the connection was routed by, as routes are matched (one trailing dot dropped):
-        // the 421 check compares the request's host with it (SPEC §5).
-        sni: normalizeHostname(sni),
+        route: () => state.lookupRouteKey(ls, key) ?? entry,
+        sni: key,
         client: conn.client,
         local: conn.local,
         listenerAddr: ls.record.addr,

@@ -84,6 +84,10 @@ export class Replica implements RouteTable {
     return l.routes.get(normalizeHostname(sni));
   }
 
+  lookupRouteKey(l: ListenerState, key: string): RouteEntry | undefined {
+    return l.routes.get(key);
+  }
+
   firewallRules(): FirewallRuleRecord[] {
     return this.rules;
   }

@@ -61,6 +61,8 @@ export interface RouteTable {
   listeners(): ListenerState[];
   listener(addr: string): ListenerState | undefined;
   lookupRoute(l: ListenerState, sni: string): RouteEntry | undefined;
+  /** lookupRoute with the SNI already normalized (normalizeHostname): once per L7 request. */
+  lookupRouteKey(l: ListenerState, key: string): RouteEntry | undefined;
   firewallRules(): FirewallRuleRecord[];
   onChange(cb: (what: ChangeKind) => void): void;
 }
@@ -147,6 +149,10 @@ export class State implements RouteTable {
   /** The route for an SNI on this listener: lower-cased, ONE trailing dot ignored, then exact match. */
   lookupRoute(l: ListenerState, sni: string): RouteEntry | undefined {
     return l.routes.get(routeKey(sni));
+  }
+
+  lookupRouteKey(l: ListenerState, key: string): RouteEntry | undefined {
+    return l.routes.get(key);
   }
 
   /** The current firewall rules (a fresh array is installed on every change; do not mutate). */
