@@ -19,10 +19,10 @@ import type { Exchange, FrontSide } from "./exchange.ts";
 import { forward, newExchange, type RequestIn } from "./forward.ts";
 import { field, type Fields } from "./headers.ts";
 
-/** The HTTP/2 side of one L7 connection. */
 const NO_DROP: readonly number[] = [];
 const NO_FIELDS: readonly string[] = [];
 
+/** The HTTP/2 side of one L7 connection. */
 export class H2Front implements ProtocolFront, H2Transport {
   private readonly session: H2Session;
   /** Streams opened in the current read, started in a microtask (rapid reset). */

@@ -171,9 +171,9 @@ export class H2Stream {
 
   /**
    * Sends body bytes buf[start, end) (default: all of `buf`); server role:
-   * after respond(), else it throws. The bytes are borrowed (read during the call only): with nothing queued ahead and
-   * the windows open it goes into the session's output as one DATA frame at
-   * once, else a copy is queued. Returns false when the caller should pause
+   * after respond(), else it throws. The bytes are borrowed (read during the
+   * call only): with nothing queued ahead and the windows open they go into
+   * the session's output as one DATA frame at once, else a copy is queued. Returns false when the caller should pause
    * until onWritable: the queue holds at least H2_STREAM_SEND_BUFFER_BYTES.
    * Also false, with the bytes dropped, once the stream is closed or ended
    * (onReset/onEnd already told the caller).
