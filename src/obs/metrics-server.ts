@@ -27,15 +27,36 @@ export function parseMetricsAddr(addr: string): { host: string; port: number } |
 /**
  * Starts the metrics HTTP server on `addr`, serving `render()` (default: the
  * process-wide `metrics`; with worker threads, a function that first gathers
- * their counts). Rejects with InvalidArgumentError for a bad address
- * and with the bind error (e.g. EADDRINUSE) if the port is taken.
+ * their counts). Rejects with InvalidArgumentError for a bad address, and
+ * with an error naming `metrics.addr` (and keeping the bind error's code,
+ * e.g. EADDRINUSE) if the port is taken.
  */
 export async function startMetricsServer(addr: string, render: () => string | Promise<string> = defaultMetrics.render): Promise<MetricsServer> {
   const hp = parseMetricsAddr(addr);
   if (hp instanceof InvalidArgumentError) throw hp;
-  const server = Bun.serve({
-    hostname: hp.host,
-    port: hp.port,
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = serve(hp.host, hp.port, render);
+  } catch (e) {
+    // Bun's own text ("Failed to start server. Is port 9100 in use?") names no setting.
+    const err = new Error(`metrics.addr ${addr}: cannot bind: ${(e as Error).message}`) as Error & { code?: string };
+    err.code = (e as { code?: string }).code;
+    throw err;
+  }
+  const port = server.port ?? hp.port;
+  log.info("metrics.listen", { addr: formatHostPort(hp.host, port) });
+  return {
+    port,
+    close: async () => {
+      await server.stop(true);
+    },
+  };
+}
+
+function serve(host: string, port: number, render: () => string | Promise<string>): ReturnType<typeof Bun.serve> {
+  return Bun.serve({
+    hostname: host,
+    port,
     reusePort: false, // why: a second instance on the same port must fail, not silently share scrapes
     development: false,
     async fetch(req) {
@@ -49,12 +70,4 @@ export async function startMetricsServer(addr: string, render: () => string | Pr
       return new Response("internal error\n", { status: 500 });
     },
   });
-  const port = server.port ?? hp.port;
-  log.info("metrics.listen", { addr: formatHostPort(hp.host, port) });
-  return {
-    port,
-    close: async () => {
-      await server.stop(true);
-    },
-  };
 }

@@ -125,9 +125,14 @@ describe("metrics endpoint", () => {
     expect(ownListeners(s.port)).toEqual([`127.0.0.1:${s.port}`]);
   });
 
-  test("a port already in use is an error, not a shared socket", async () => {
+  test("a port already in use is an error naming metrics.addr, not a shared socket", async () => {
     const s = await start("127.0.0.1:0");
-    await expect(startMetricsServer(`127.0.0.1:${s.port}`, m.render)).rejects.toThrow();
+    const e = await startMetricsServer(`127.0.0.1:${s.port}`, m.render).then(
+      () => null,
+      (err: Error & { code?: string }) => err,
+    );
+    expect(e?.message).toStartWith(`metrics.addr 127.0.0.1:${s.port}: cannot bind: `);
+    expect(e?.code).toBe("EADDRINUSE");
   });
 
   test("close() stops serving", async () => {
