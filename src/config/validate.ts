@@ -68,6 +68,9 @@ function checkPort(p: string, min: number): string | null {
 /** Common host:port syntax; `allowEmptyHost` for listen addresses. */
 function checkAddr(s: string, allowEmptyHost: boolean, minPort: number): string | null {
   if (s === "") return "address is empty";
+  // "http://host:80", "https://…": a URL, not an address (else it reads as an IPv6 address without brackets).
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(s);
+  if (scheme) return `"${s}" is a URL: give host:port without "${scheme[0]}"`;
   const parts = splitHostPort(s);
   if (!parts) return `"${s}" is not host:port`;
   const { host, port, bracketed } = parts;

@@ -37,6 +37,12 @@ describe("backend host:port", () => {
   for (const s of ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", ":80", "::1:80", "[::1]80", "[1.2.3.4]:80", "a.test:http", "a b:80", ""]) {
     test(`rejects ${JSON.stringify(s)}`, () => expect(checkHostPort(s)).not.toBeNull());
   }
+  test("a URL is refused as a URL, not as an IPv6 address without brackets", () => {
+    expect(checkHostPort("http://x:443")).toBe(`"http://x:443" is a URL: give host:port without "http://"`);
+    expect(checkHostPort("HTTPS://a.test")).toBe(`"HTTPS://a.test" is a URL: give host:port without "HTTPS://"`);
+    expect(checkListenAddr("tcp://127.0.0.1:443")).toContain("is a URL");
+    expect(checkHostPort("[::1]:443")).toBeNull();
+  });
 });
 
 describe("listen addresses", () => {
