@@ -107,12 +107,14 @@ export class Relay {
   private clientOpen = true;
   private backendOpen = true;
   private outcome: RelayOutcome = "ok";
+  /** With "error": which side failed and how ("client ECONNRESET", "backend EPIPE"); else "". */
+  private reason = "";
   private done = false;
 
   constructor(
     readonly client: RelaySocket,
     readonly backend: RelaySocket,
-    private readonly onDone: (outcome: RelayOutcome) => void,
+    private readonly onDone: (outcome: RelayOutcome, reason: string) => void,
   ) {
     this.up = new Direction(client, backend);
     this.down = new Direction(backend, client);
@@ -166,7 +168,7 @@ export class Relay {
     this.clientOpen = false;
     this.down.drop();
     this.up.eof = true;
-    if (err) return this.abort("error");
+    if (err) return this.abort("error", `client ${errorCode(err)}`);
     this.up.finishIfDrained();
     this.check();
   }
@@ -176,14 +178,17 @@ export class Relay {
     this.backendOpen = false;
     this.up.drop();
     this.down.eof = true;
-    if (err) return this.abort("error");
+    if (err) return this.abort("error", `backend ${errorCode(err)}`);
     this.down.finishIfDrained();
     this.check();
   }
 
   /** Cuts both sides at once (idle timeout, shutdown deadline, socket error). */
-  abort(outcome: RelayOutcome): void {
-    if (this.outcome === "ok") this.outcome = outcome;
+  abort(outcome: RelayOutcome, reason = ""): void {
+    if (this.outcome === "ok") {
+      this.outcome = outcome;
+      this.reason = reason;
+    }
     this.up.drop();
     this.down.drop();
     if (this.clientOpen) this.client.terminate();
@@ -217,6 +222,11 @@ export class Relay {
   private finish(): void {
     if (this.done || this.clientOpen || this.backendOpen) return;
     this.done = true;
-    this.onDone(this.outcome);
+    this.onDone(this.outcome, this.reason);
   }
+}
+
+/** A socket error's code (ECONNRESET, EPIPE, …), else its message. */
+function errorCode(err: Error): string {
+  return (err as Error & { code?: string }).code || err.message;
 }

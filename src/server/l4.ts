@@ -15,7 +15,7 @@ export class L4Stage extends Stage implements BackendPeer {
     super(conn);
     backend.data = this;
     this.lastActivity = conn.lc.now();
-    this.relay = new Relay(conn.sock, backend, (o) => this.done(o));
+    this.relay = new Relay(conn.sock, backend, (o, reason) => this.done(o, reason));
   }
 
   /**
@@ -72,11 +72,11 @@ export class L4Stage extends Stage implements BackendPeer {
     this.relay.backendClosed(err);
   }
 
-  private done(o: RelayOutcome): void {
+  private done(o: RelayOutcome, reason: string): void {
     const conn = this.conn;
     conn.bytesUp = this.relay.clientToBackend;
     conn.bytesDown = this.relay.backendToClient;
-    conn.fail(o, "");
+    conn.fail(o, reason);
     conn.finish();
   }
 }

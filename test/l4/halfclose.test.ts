@@ -124,6 +124,7 @@ test("a client reset cuts the backend connection", async () => {
   expect(b.socket.destroyed).toBe(true);
   const line = await waitUntil(() => logs.conns().find((l) => l.client === `127.0.0.1:${c.localPort()}`), 5000, "conn log");
   expect(line.outcome).toBe("error");
+  expect(line.reason).toBe("client ECONNRESET");
 });
 
 test("a backend reset cuts the client connection", async () => {
