@@ -46,6 +46,8 @@ export const L7_CLOSE_GRACE_MS = 1000;
 export const PEM_FILE_MAX_BYTES = 1024 * 1024;
 /** Informational (1xx) heads relayed per response; a backend sending more has the rest dropped (the 504 still counts from the request's end). */
 export const L7_MAX_INFORMATIONAL_HEADS = 16;
+/** Longest L7 policy value (a User-Agent substring or a header name), in characters: longer ones could only be typos or abuse of the database. */
+export const L7_POLICY_VALUE_MAX_CHARS = 1024;
 
 // ---------------------------------------------------------------- L7 backends
 

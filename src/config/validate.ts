@@ -11,6 +11,7 @@ import { isIP } from "node:net";
 import { CertError, loadCertPair, type CertPair } from "../tls/certs.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { splitHostPort } from "../net/addr.ts";
+import { L7_POLICY_VALUE_MAX_CHARS } from "../limits.ts";
 
 /** One validation finding: where (`listeners[0].routes[1].backend`) and what. */
 export interface Problem {
@@ -164,6 +165,16 @@ export function checkCidr(s: string): string | null {
   return null;
 }
 
+/**
+ * An L7 policy's value: not empty, at most L7_POLICY_VALUE_MAX_CHARS
+ * characters, and for require_header a valid header name. Null when fine.
+ */
+export function checkPolicyValue(type: string, value: string): string | null {
+  if (value.trim() === "") return "must not be empty";
+  if (value.length > L7_POLICY_VALUE_MAX_CHARS) return `is ${value.length} characters long, more than ${L7_POLICY_VALUE_MAX_CHARS}`;
+  return type === "require_header" ? checkHeaderName(value) : null;
+}
+
 /** An HTTP header field name (RFC 9110 token), as `require_header` names. */
 export function checkHeaderName(s: string): string | null {
   return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(s) ? null : `"${s}" is not a valid header name`;
@@ -277,8 +288,7 @@ export function validateRoute(route: RouteFields, prefix: string, opts: RouteChe
     if (!(POLICY_TYPES as readonly string[]).includes(p.type)) {
       bad(`${pp}.type`, `"${p.type}" is not one of ${POLICY_TYPES.join(", ")}`);
     }
-    if (p.value.trim() === "") bad(`${pp}.value`, "must not be empty");
-    else if (p.type === "require_header") bad(`${pp}.value`, checkHeaderName(p.value));
+    bad(`${pp}.value`, checkPolicyValue(p.type, p.value));
     const key = `${p.type}\u0000${p.value}`;
     if (seen.has(key)) bad(pp, `duplicate policy ${p.type} "${p.value}"`);
     seen.add(key);

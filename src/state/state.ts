@@ -10,7 +10,7 @@
  * (and its counter slot).
  */
 import type { FirewallRuleType, PolicyType } from "../config/types.ts";
-import { POLICY_TYPES, checkCidr, checkCountry, checkHeaderName, checkIp, formatProblem, normalizeHostname, validateRoute } from "../config/validate.ts";
+import { POLICY_TYPES, checkCidr, checkCountry, checkIp, checkPolicyValue, formatProblem, normalizeHostname, validateRoute } from "../config/validate.ts";
 import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { normalizeIp, parseCidr } from "../net/ip.ts";
 import { type CertPair, loadCertPair } from "../tls/certs.ts";
@@ -257,16 +257,15 @@ export class State implements RouteTable {
 
   /**
    * Appends a policy to the route. InvalidArgumentError for a bad type, an
-   * empty value or a duplicate; a policy on an L4 route is accepted with a
+   * empty or over-long value (L7_POLICY_VALUE_MAX_CHARS) or a duplicate; a policy on an L4 route is accepted with a
    * warning (it has no effect there, as in the TOML).
    */
   addPolicy(listenerAddr: string, hostname: string, type: PolicyType, value: string): PolicyRecord {
     if (!(POLICY_TYPES as readonly string[]).includes(type)) {
       throw new InvalidArgumentError("policy.type", `${JSON.stringify(type)} is not one of ${POLICY_TYPES.join(", ")}`);
     }
-    if (value.trim() === "") throw new InvalidArgumentError("policy.value", "must not be empty");
-    const headerErr = type === "require_header" ? checkHeaderName(value) : null;
-    if (headerErr) throw new InvalidArgumentError("policy.value", headerErr);
+    const valueErr = checkPolicyValue(type, value);
+    if (valueErr) throw new InvalidArgumentError("policy.value", valueErr);
     const l = this.mustListener(listenerAddr);
     const entry = this.mustRoute(l, hostname);
     if (entry.record.mode !== "l7") {

@@ -294,6 +294,10 @@ describe("L7 policies", () => {
   test("policy RPCs name the bad field and report missing things as NOT_FOUND", async () => {
     await expectGrpcError(h.client.addL7Policy(":443", "a.example.com", { type: 0 as L7PolicyType, value: "x" }), status.INVALID_ARGUMENT, "policy.type");
     await expectGrpcError(h.client.addL7Policy(":443", "a.example.com", { type: BUA, value: "" }), status.INVALID_ARGUMENT, "policy.value");
+    // L7_POLICY_VALUE_MAX_CHARS: 1024 characters pass, 100 000 do not (nothing is stored).
+    await expectGrpcError(h.client.addL7Policy(":443", "a.example.com", { type: BUA, value: "x".repeat(100_000) }), status.INVALID_ARGUMENT, "policy.value");
+    await h.client.addL7Policy(":443", "a.example.com", { type: BUA, value: "y".repeat(1024) });
+    await h.client.removeL7Policy(":443", "a.example.com", { type: BUA, value: "y".repeat(1024) });
     await expectGrpcError(h.client.addL7Policy(":443", "", { type: BUA, value: "x" }), status.INVALID_ARGUMENT, "hostname");
     await expectGrpcError(h.client.addL7Policy("", "a.example.com", { type: BUA, value: "x" }), status.INVALID_ARGUMENT, "listener_addr");
     await expectGrpcError(h.client.addL7Policy(":443", "nope.example.com", { type: BUA, value: "x" }), status.NOT_FOUND, "nope.example.com");

@@ -171,6 +171,8 @@ describe("config validation names the key path of each problem", () => {
     void rejects(l7(`[[listeners.routes.l7_policies]]\ntype = "block_ip"\nvalue = "x"\n`), "listeners[0].routes[0].l7_policies[0].type"));
   test("empty policy value", () =>
     void rejects(l7(`[[listeners.routes.l7_policies]]\ntype = "block_user_agent"\nvalue = ""\n`), "listeners[0].routes[0].l7_policies[0].value"));
+  test("policy value over L7_POLICY_VALUE_MAX_CHARS", () =>
+    void rejects(l7(`[[listeners.routes.l7_policies]]\ntype = "block_user_agent"\nvalue = "${"x".repeat(1025)}"\n`), "listeners[0].routes[0].l7_policies[0].value", /1025 characters long, more than 1024/));
   test("policies on an l4 route are a warning, not an error", () => {
     const { warnings } = parseConfig(`${R}[[listeners.routes.l7_policies]]\ntype = "block_user_agent"\nvalue = "zgrab"\n`, "");
     expect(warnings).toEqual(["listeners[0].routes[0].l7_policies: has no effect on an l4 route"]);
