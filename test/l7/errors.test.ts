@@ -74,6 +74,33 @@ describe("backend errors", () => {
     }
   }
 
+  test("an HTTP/1.1 backend whose chunked body breaks after the head: the HTTP/1.1 client gets the head and a cut, and the request is logged", async () => {
+    const broken = net.createServer((s) => {
+      s.once("data", () => s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Broken: 1\r\n\r\nZZZ\r\n"));
+      s.on("error", () => {});
+    });
+    await new Promise<void>((r) => broken.listen(0, "127.0.0.1", () => r()));
+    try {
+      const port = (broken.address() as net.AddressInfo).port;
+      const p = harness(routeRecord(`127.0.0.1:${port}`, { backendProtocol: "http1" }));
+      const got = await new Promise<string>((resolve) => {
+        let text = "";
+        const c = tls.connect({ host: "127.0.0.1", port: p.port, servername: "a.test", ca: testPki().ca.certPem, ALPNProtocols: ["http/1.1"] }, () =>
+          c.write("GET /broken-chunk HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        );
+        c.on("data", (d: Buffer) => (text += d.toString("latin1")));
+        c.on("error", () => {});
+        c.on("close", () => resolve(text));
+        setTimeout(() => c.destroy(), 5000);
+      });
+      expect(got).toStartWith("HTTP/1.1 200 OK\r\n");
+      expect(got.toLowerCase()).toContain("x-broken: 1");
+      expect(await waitFor(() => logged("l7.request").some((o) => o.path === "/broken-chunk"))).toBe(true);
+    } finally {
+      broken.close();
+    }
+  });
+
   test("a TCP backend that accepts and stays silent → 504 (auto mode probes, then times out)", async () => {
     const silent = net.createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));

@@ -380,8 +380,22 @@ export class H1Front implements ProtocolFront, FrontSide {
     this.finishResponse();
   }
 
+  /**
+   * The response broke after its head (the backend sent an invalid chunk,
+   * reset, …): what is queued goes to the socket (the client sees the
+   * response cut, not an empty reply), the exchange is counted and logged
+   * like any other, and the connection is cut.
+   */
   abort(): void {
     this.state = State.Done;
+    this.flush();
+    const ex = this.ex;
+    this.ex = null;
+    this.req = null;
+    if (ex) {
+      this.conn.untrack(ex);
+      ex.logDone();
+    }
     this.conn.abort();
   }
 
