@@ -389,13 +389,7 @@ export class H1Front implements ProtocolFront, FrontSide {
   abort(): void {
     this.state = State.Done;
     this.flush();
-    const ex = this.ex;
-    this.ex = null;
-    this.req = null;
-    if (ex) {
-      this.conn.untrack(ex);
-      ex.logDone();
-    }
+    this.finishResponse(); // with State.Done: detaches and logs the exchange, nothing more
     this.conn.abort();
   }
 
