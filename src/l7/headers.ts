@@ -52,6 +52,17 @@ export const FORWARDING_FIELDS: readonly string[] = [
 ];
 const FORWARDING = new Set(FORWARDING_FIELDS);
 
+/**
+ * A forwarding field, or one spelled with "_" for "-" (`X_Forwarded_For`):
+ * CGI-style backends (PHP, WSGI and CGI gateways, and anything that reads
+ * HTTP_X_FORWARDED_FOR) map both spellings to the same variable, so a client
+ * could otherwise claim the address we set through the spelling we did not
+ * remove. Other names with "_" pass (some applications use them).
+ */
+export function isForwardingField(name: string): boolean {
+  return FORWARDING.has(name) || (name.includes("_") && FORWARDING.has(name.replaceAll("_", "-")));
+}
+
 /** Names listed in Connection values ("close, X-Foo" → ["x-foo"]); null when none matter. */
 function connectionTokens(src: readonly string[]): string[] | null {
   let out: string[] | null = null;
@@ -87,7 +98,7 @@ export function backendRequestFields(src: readonly string[], clientIp: string, o
       if (name === "te" && src[i + 1]!.trim().toLowerCase() === "trailers") trailers = true;
       continue;
     }
-    if (FORWARDING.has(name)) continue;
+    if (isForwardingField(name)) continue;
     if (named !== null && named.includes(name)) continue;
     out.push(name, src[i + 1]!);
   }
@@ -127,7 +138,7 @@ export function requestTrailerFields(src: readonly string[]): readonly string[] 
   let out: Fields | null = null;
   for (let i = 0; i < src.length; i += 2) {
     const name = src[i]!;
-    const drop = name.charCodeAt(0) === 58 || HOP_BY_HOP.has(name) || FORWARDING.has(name) || TRAILER_PROHIBITED.has(name);
+    const drop = name.charCodeAt(0) === 58 || HOP_BY_HOP.has(name) || isForwardingField(name) || TRAILER_PROHIBITED.has(name);
     if (drop) out ??= src.slice(0, i);
     else if (out !== null) out.push(name, src[i + 1]!);
   }

@@ -18,6 +18,15 @@ describe("request headers towards the backend (SPEC §5)", () => {
     expect(out.filter((_, i) => i % 2 === 0)).toEqual(["x-ok", "x-forwarded-for", "x-real-ip", "x-forwarded-proto"]);
   });
 
+  test("forwarding headers spelled with \"_\" for \"-\" are dropped too (CGI maps both to HTTP_X_FORWARDED_FOR); other \"_\" names pass", () => {
+    const out = backendRequestFields(
+      ["x_forwarded_for", "6.6.6.6", "x_real_ip", "6.6.6.6", "true_client_ip", "6.6.6.6", "x-forwarded_host", "evil.test", "x_ok", "1", "x_forwarded", "2"],
+      "1.2.3.4",
+    );
+    expect(out).toEqual(["x_ok", "1", "x_forwarded", "2", "x-forwarded-for", "1.2.3.4", "x-real-ip", "1.2.3.4", "x-forwarded-proto", "https"]);
+    expect(requestTrailerFields(["x_forwarded_for", "6.6.6.6", "x_checksum", "1"])).toEqual(["x_checksum", "1"]);
+  });
+
   test("hop-by-hop headers and headers named in Connection are dropped; pseudo-headers, Host and framing are left to the caller", () => {
     const out = backendRequestFields(
       [

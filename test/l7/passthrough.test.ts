@@ -107,6 +107,13 @@ describe("request heads", () => {
     expect(got).toBe(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Keep: 1\r\nX-Last: 2\r\n${FWD}`);
   });
 
+  test("forwarding claims spelled with \"_\" (X_Forwarded_For, True_Client_IP) are cut out of the copy too; other \"_\" names stay", async () => {
+    be.replies.push(OK);
+    const req = `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX_Forwarded_For: 6.6.6.6\r\nMy_Header: 1\r\nTRUE_CLIENT_IP: 6.6.6.6\r\nx-real_ip: 6.6.6.6\r\nX_Last: 2\r\n\r\n`;
+    const { got } = await run(req);
+    expect(got).toBe(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nMy_Header: 1\r\nX_Last: 2\r\n${FWD}`);
+  });
+
   test("a Content-Length body follows the copied head", async () => {
     be.replies.push(OK);
     const req = `POST /up HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 5\r\n\r\nhello`;

@@ -65,6 +65,28 @@ describe("client forwarding headers never reach the backend", () => {
     });
   }
 
+  for (const proto of ["--http1.1", "--http2"]) {
+    test(`${proto}: "_" spellings of forwarding headers are removed (CGI backends read them as the same variable); other "_" names pass`, async () => {
+      const path = `/fwd-underscore-${proto.slice(2)}`;
+      const r = await curl(port, path, [
+        proto,
+        "-H", "X_Forwarded_For: 203.0.113.20",
+        "-H", "x_real_ip: 203.0.113.21",
+        "-H", "True_Client_IP: 203.0.113.22",
+        "-H", "X-Forwarded_Host: evil2.example",
+        "-H", "x_forwarded_proto: http",
+        "-H", "My_Header: kept",
+      ]);
+      expect(r.status).toBe(200);
+      const seen = be.seen.find((s) => s.path === path)!;
+      for (const v of ["203.0.113.2", "evil2.example"]) expect(seen.rawHead).not.toContain(v);
+      expect(seen.headers.get("x-forwarded-for")).toEqual(["127.0.0.1"]);
+      expect(seen.headers.get("x-forwarded-proto")).toEqual(["https"]);
+      expect(seen.rawHead.toLowerCase()).not.toContain("x_forwarded_proto");
+      expect(seen.headers.get("my_header")).toEqual(["kept"]);
+    });
+  }
+
   test("HTTP/1.1 raw: repeated, odd-case and Connection-named variants are all removed", async () => {
     const c = await tlsClient(port);
     const lines = [

@@ -9,7 +9,7 @@
  * string once and every method, target, name and value is a substring of it;
  * the bytes are validated in one pass over the Uint8Array.
  */
-import { CONNECTION_SPECIFIC_FIELDS, FORWARDING_FIELDS } from "../headers.ts";
+import { CONNECTION_SPECIFIC_FIELDS, FORWARDING_FIELDS, isForwardingField } from "../headers.ts";
 import { H1_VALUE_MEMO_BYTES } from "../../limits.ts";
 import { type H1Error, type H1ErrorStatus, h1Error } from "./errors.ts";
 
@@ -302,8 +302,16 @@ export function parseFieldLines(
       out.push(KNOWN_NAMES[k], valueStart === valueEnd ? "" : latin1(buf, valueStart, valueEnd));
     }
     pos += 2;
-    if (k >= 0 && (KNOWN_FLAGS[k] & dropMask) !== 0 && drop !== null) drop.push(nameStart - base, pos - base);
+    if (drop === null) continue;
+    if (k >= 0 ? (KNOWN_FLAGS[k] & dropMask) !== 0 : (dropMask & NAME_FORWARDING) !== 0 && isForwardingAlias(buf, nameStart, nameEnd)) drop.push(nameStart - base, pos - base);
   }
+}
+
+/** Token bytes buf[start, end) name a forwarding field spelled with "_" for "-" (isForwardingField); only such names are never interned. */
+function isForwardingAlias(buf: Uint8Array, start: number, end: number): boolean {
+  let i = start;
+  while (i < end && buf[i] !== 0x5f /* _ */) i++;
+  return i < end && isForwardingField(latin1(buf, start, end).toLowerCase());
 }
 
 /**
