@@ -53,8 +53,18 @@ export const L7_POLICY_VALUE_MAX_CHARS = 1024;
 
 /** HTTP/2 connections per backend target: streams are multiplexed, a second connection opens only when the peer's MAX_CONCURRENT_STREAMS is reached. */
 export const BACKEND_H2_MAX_CONNECTIONS = 16;
-/** Times a bodyless request refused unprocessed by an HTTP/2 backend (REFUSED_STREAM, above a GOAWAY's last stream id) is sent again before 502. */
+/** Times a request refused unprocessed by an HTTP/2 backend (REFUSED_STREAM, above a GOAWAY's last stream id) is sent again before 502. */
 export const BACKEND_H2_REFUSED_RETRIES = 3;
+/**
+ * A request body up to this many bytes is kept (copied) until the HTTP/2
+ * backend's response head arrives, so that a request the backend refused
+ * unprocessed can be sent again with its body (nginx refuses the streams in
+ * flight when it ends a connection at keepalive_requests; gRPC unary calls
+ * are POSTs). A longer body is not kept: its refusal is 502. At most this
+ * per stream, so H2_MAX_CONCURRENT_STREAMS × this per client connection.
+ * HAProxy's L7 retries likewise need the request whole in its 16 KiB buffer.
+ */
+export const BACKEND_H2_RETRY_BODY_BYTES = 16 * 1024;
 /** Stream window we give HTTP/2 backends: what one slow client can make us hold of its response (HAProxy: 64 KiB); connection credit is returned on receipt. */
 export const BACKEND_H2_STREAM_WINDOW_BYTES = 64 * 1024;
 /** HTTP/1.1 connections per backend address (one per request in flight); past this, requests wait (H1_CLIENT_MAX_QUEUED). */

@@ -18,7 +18,7 @@ import type { H2Stream } from "./h2/stream.ts";
 import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, joinCookies, type Fields } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
 import type { RouteRecord } from "../records.ts";
-import { BACKEND_H2_REFUSED_RETRIES, H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
+import { BACKEND_H2_REFUSED_RETRIES, BACKEND_H2_RETRY_BODY_BYTES, H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
 
 
 /** A request as the front parsed it. */
@@ -269,7 +269,7 @@ function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: Requ
   const f = backendRequestFields(req.fields, clientIp, [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path]);
   if (req.body === "length") f.push("content-length", String(req.contentLength));
   const bodyless = req.body === "none";
-  client.stream(f, bodyless, new H2Side(ex, target, backends, client, bodyless ? f : null));
+  client.stream(f, bodyless, new H2Side(ex, target, backends, client, f, bodyless));
 }
 
 /**
@@ -283,28 +283,47 @@ class H2Side implements BackendStream, StreamWaiter {
   private s!: H2Stream;
   private attached = false;
   private retries = 0;
+  /**
+   * The request body so far (copies), to send again with the request if the
+   * backend refuses its stream; null once it passed BACKEND_H2_RETRY_BODY_BYTES
+   * or the response head arrived (nothing is refused after that).
+   */
+  private kept: Uint8Array[] | null;
+  private keptBytes = 0;
+  /** end() was called, with these trailers; undefined before. */
+  private ended: readonly string[] | null | undefined = undefined;
+  /** Refused and sent again, no new stream yet: body writes are kept, not sent, and the front waits. */
+  private waiting = false;
 
   constructor(
     readonly ex: Exchange,
     private readonly target: BackendTarget,
     private readonly backends: BackendPool,
     private readonly client: H2Client,
-    /** A bodyless request's fields, kept to send it again if the backend refuses its stream; else null. */
-    private readonly retryFields: string[] | null,
-  ) {}
+    /** The request's fields, kept to send it again if the backend refuses its stream. */
+    private readonly fields: string[],
+    private readonly bodyless: boolean,
+  ) {
+    this.kept = bodyless ? null : [];
+  }
 
   /**
    * The backend refused the stream without processing it (REFUSED_STREAM, or
-   * above a GOAWAY's last stream id: RFC 9113 §8.7): a bodyless request goes
-   * out once more, on a connection that takes it (nginx ends every
-   * connection after keepalive_requests with a GOAWAY, and streams sent
-   * meanwhile are refused), at most BACKEND_H2_REFUSED_RETRIES times (the
-   * next connection may refuse it too). True when it was sent again.
+   * above a GOAWAY's last stream id: RFC 9113 §8.7): the request goes out
+   * once more, on a connection that takes it (nginx ends every connection
+   * after keepalive_requests with a GOAWAY, and streams sent meanwhile are
+   * refused), at most BACKEND_H2_REFUSED_RETRIES times (the next connection
+   * may refuse it too), with its body when that is still kept
+   * (BACKEND_H2_RETRY_BODY_BYTES). True when it was sent again.
    */
   retry(): boolean {
-    if (this.retryFields === null || this.retries >= BACKEND_H2_REFUSED_RETRIES || this.ex.finished || this.s.responded) return false;
+    if (this.retries >= BACKEND_H2_REFUSED_RETRIES || this.ex.finished || this.s.responded) return false;
+    if (!this.bodyless) {
+      if (this.kept === null) return false;
+      this.waiting = true;
+    }
     this.retries++;
-    this.client.stream(this.retryFields, true, this);
+    this.client.stream(this.fields, this.bodyless, this);
     return true;
   }
 
@@ -325,9 +344,29 @@ class H2Side implements BackendStream, StreamWaiter {
     s.onEnd = sideOnEnd;
     s.onReset = sideOnReset;
     s.onWritable = sideOnWritable;
-    if (this.attached) return; // a retry: the exchange has this side already
+    if (this.attached) {
+      // A retry: the exchange has this side already; the body so far goes out again.
+      if (this.waiting) this.replay();
+      return;
+    }
     this.attached = true;
     ex.attach(this, "h2");
+  }
+
+  /** Sends the kept body (and its end) on the new stream, then lets the front go on. */
+  private replay(): void {
+    this.waiting = false;
+    const kept = this.kept as Uint8Array[];
+    let open = true;
+    for (const c of kept) open = this.s.write(c) && open;
+    const t = this.ended;
+    if (t !== undefined) this.s.end(t && t.length ? t : null);
+    else if (open) this.ex.backendWritable();
+  }
+
+  /** The response head arrived: the stream was not refused, the kept body is not needed. */
+  answered(): void {
+    this.kept = null;
   }
 
   onData(chunk: Uint8Array): void {
@@ -336,10 +375,25 @@ class H2Side implements BackendStream, StreamWaiter {
   }
 
   write(chunk: Uint8Array): boolean {
+    const kept = this.kept;
+    if (kept !== null) {
+      this.keptBytes += chunk.byteLength;
+      if (this.keptBytes > BACKEND_H2_RETRY_BODY_BYTES) this.kept = null;
+      else kept.push(chunk.slice()); // the chunk is borrowed
+    }
+    if (this.waiting) {
+      if (this.kept === null) {
+        // The body outgrew what is kept before the new stream came: it cannot all be sent again.
+        this.ex.onError({ connect: false, code: "H2_7", message: "backend refused the stream (request body too long to send again)" });
+      }
+      return false;
+    }
     // Borrowed: the stream writes it out at once or copies what it queues.
     return this.s.write(chunk);
   }
   end(trailers: readonly string[] | null): void {
+    this.ended = trailers;
+    if (this.waiting) return;
     this.s.end(trailers && trailers.length ? trailers : null);
   }
   resume(): void {
@@ -357,7 +411,9 @@ function sideOnResponse(this: H2Stream, status: number, fields: readonly string[
   // No Content-Length in a 204 (RFC 9110 §8.6): HTTP/2 clients reject the response when it is there.
   // A response without content (HEAD, 204, 304) is whole with its head: the client gets it ended now,
   // and whatever the backend sends after it is not the client's (content there is a stream error).
-  (this.context as H2Side).ex.onHead(status, clientResponseFields(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
+  const side = this.context as H2Side;
+  side.answered();
+  side.ex.onHead(status, clientResponseFields(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
 }
 function sideOnInformational(this: H2Stream, status: number, fields: readonly string[]): void {
   (this.context as H2Side).ex.onInformational(status, clientResponseFields(fields, false));

@@ -6,14 +6,20 @@
  *   response), and the client's next pipelined request is answered properly;
  * - an h2c backend that sends GOAWAY with a last-stream-id below a request
  *   it was sent (what nginx does at keepalive_requests): a bodyless request
- *   is sent again on a new connection (RFC 9113 §8.7, never processed);
- *   one with a body gets 502, never a hang.
+ *   is sent again on a new connection (RFC 9113 §8.7, never processed), and
+ *   so is one with a body up to BACKEND_H2_RETRY_BODY_BYTES (kept until the
+ *   response head); a longer one gets 502, never a hang.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, tlsClient, type ServerProc } from "./e2e.ts";
 import { startRawH2Backend, type RawH2Backend } from "./rawh2backend.ts";
+import { BACKEND_H2_REFUSED_RETRIES, BACKEND_H2_RETRY_BODY_BYTES } from "../../src/limits.ts";
 
 let be: RawH2Backend;
+/** Streams the backend saw with this path, on every connection. */
+const seen = (path: string) => be.conns.reduce((n, c) => n + c.requests.filter((q) => q.path === path).length, 0);
+/** The first stream of each /refuse-once path (the refused one). */
+const firstOf = new Map<string, unknown>();
 let p: ServerProc;
 let port: number;
 
@@ -26,6 +32,15 @@ beforeAll(async () => {
       c.headers(id, 204, [], false).data(id, "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nset-cookie: session=attacker\r\n\r\nINJECTED\n", true);
     } else if (r.path === "/head-data") {
       c.headers(id, 200, ["content-length", "8"], false).data(id, "INJECTED", true);
+    } else if (r.path.startsWith("/refuse-all")) {
+      // Every connection refuses it: a GOAWAY whose last stream id is below it.
+      c.goaway(Math.max(0, id - 2));
+    } else if (r.path.startsWith("/refuse-once")) {
+      // Refused the first time (a GOAWAY below it), answered at its end with its body the next time.
+      if (!firstOf.has(r.path)) {
+        firstOf.set(r.path, r);
+        c.goaway(Math.max(0, id - 2));
+      }
     } else if (r.path.startsWith("/goaway")) {
       // The first request on a connection is answered; the second is refused by a GOAWAY naming the first.
       if (c.requests.length === 1) c.headers(id, 200, ["content-length", "5"], false).data(id, `conn${be.conns.indexOf(c)}`, true);
@@ -33,6 +48,8 @@ beforeAll(async () => {
     } else {
       c.headers(id, 200, ["content-length", "2"], false).data(id, "ok", true);
     }
+  }, (c, r) => {
+    if (r.path.startsWith("/refuse-once") && firstOf.get(r.path) !== r) c.headers(r.streamId, 200, [], false).data(r.streamId, `${r.body.length}:${r.body.slice(0, 16)}`, true);
   });
   p = await startProxy([route({ backend: `127.0.0.1:${be.port}`, backendProtocol: "h2" })]);
   port = p.port();
@@ -83,11 +100,41 @@ describe("GOAWAY from an h2c backend", () => {
     expect(p.logs.filter((l) => l.event === "l7.backend_error")).toEqual([]);
   });
 
-  test("a request with a body refused the same way gets 502 (its body cannot be replayed), never a hang", async () => {
-    // Warm a backend connection, then POST on it: refused by GOAWAY.
-    await curl(port, "/goaway-warm", ["--http2"]);
-    const r = await curl(port, "/goaway-post", ["--http2", "--data-binary", "hello"], { timeoutS: 10 });
-    expect(r.code).toBe(0);
-    expect([200, 502]).toContain(r.status);
+  for (const proto of ["--http2", "--http1.1"]) {
+    test(`${proto}: a request with a body refused the same way is sent again with its body (up to BACKEND_H2_RETRY_BODY_BYTES): 200`, async () => {
+      const path = `/refuse-once-${proto.slice(2)}`;
+      const body = "hello ".repeat(2000); // 12,000 bytes: several DATA frames
+      const r = await curl(port, path, [proto, "--data-binary", body], { timeoutS: 10 });
+      expect({ code: r.code, status: r.status }).toEqual({ code: 0, status: 200 });
+      // Refused once, then the whole body again.
+      expect(r.body).toBe(`${body.length}:${body.slice(0, 16)}`);
+      expect(seen(path)).toBe(2);
+      expect(p.logs.filter((l) => l.event === "l7.backend_error")).toEqual([]);
+    });
+  }
+
+  test("a body still coming when the refusal arrives: what came is sent again, the rest follows on the new stream", async () => {
+    const c = await tlsClient(port);
+    c.sock.write("POST /refuse-once-slow HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello");
+    // The backend refuses the stream as soon as its HEADERS arrive; the proxy sends it again with "hello".
+    for (let i = 0; i < 100 && seen("/refuse-once-slow") < 2; i++) await Bun.sleep(20);
+    expect(seen("/refuse-once-slow")).toBe(2);
+    await Bun.sleep(50);
+    c.sock.write("world");
+    expect(await c.closed(5000)).toBe(true);
+    expect(c.text()).toStartWith("HTTP/1.1 200");
+    expect(c.text()).toContain("\r\n10:helloworld\r\n"); // one chunk
+  });
+
+  test(`a body up to BACKEND_H2_RETRY_BODY_BYTES refused every time is sent again BACKEND_H2_REFUSED_RETRIES (${BACKEND_H2_REFUSED_RETRIES}) times, then 502`, async () => {
+    const r = await curl(port, "/refuse-all-small", ["--http2", "--data-binary", "x".repeat(BACKEND_H2_RETRY_BODY_BYTES)], { timeoutS: 10 });
+    expect({ code: r.code, status: r.status }).toEqual({ code: 0, status: 502 });
+    expect(seen("/refuse-all-small")).toBe(1 + BACKEND_H2_REFUSED_RETRIES);
+  });
+
+  test(`a body longer than BACKEND_H2_RETRY_BODY_BYTES (${BACKEND_H2_RETRY_BODY_BYTES}) is not kept: refused, it is 502 at once (sent once), never a hang`, async () => {
+    const r = await curl(port, "/refuse-all-big", ["--http2", "--data-binary", "x".repeat(BACKEND_H2_RETRY_BODY_BYTES + 1)], { timeoutS: 10 });
+    expect({ code: r.code, status: r.status }).toEqual({ code: 0, status: 502 });
+    expect(seen("/refuse-all-big")).toBe(1);
   });
 });

@@ -7,7 +7,7 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { ByteWriter } from "../../src/l7/h2/bytes.ts";
-import { FrameReader, H2_FRAME, parseHeaders, writeData, writeGoaway, writeHeaders, writeSettings, writeSettingsAck } from "../../src/l7/h2/frame.ts";
+import { FrameReader, H2_FLAG, H2_FRAME, parseData, parseHeaders, writeData, writeGoaway, writeHeaders, writeSettings, writeSettingsAck } from "../../src/l7/h2/frame.ts";
 import { HpackDecoder, HpackEncoder } from "../../src/l7/h2/hpack.ts";
 
 export interface RawH2Request {
@@ -15,6 +15,9 @@ export interface RawH2Request {
   /** Decoded request fields, pseudo-headers included. */
   fields: readonly string[];
   path: string;
+  /** The request body so far (latin1), and whether END_STREAM came. */
+  body: string;
+  ended: boolean;
 }
 
 /** What a test's handler can do with one connection. */
@@ -58,8 +61,12 @@ export interface RawH2Backend {
   stop(): void;
 }
 
-/** Starts the backend; `onRequest` answers each request HEADERS (any frames, or none). */
-export function startRawH2Backend(onRequest: (c: RawH2Conn, r: RawH2Request) => void): RawH2Backend {
+/**
+ * Starts the backend; `onRequest` answers each request HEADERS (any frames, or
+ * none); `onEnd`, when given, runs when a request's END_STREAM arrives (on its
+ * HEADERS or a DATA frame), with its body.
+ */
+export function startRawH2Backend(onRequest: (c: RawH2Conn, r: RawH2Request) => void, onEnd?: (c: RawH2Conn, r: RawH2Request) => void): RawH2Backend {
   const conns: RawH2Conn[] = [];
   const state = new WeakMap<RawH2Conn, { reader: FrameReader; dec: HpackDecoder }>();
   const listener: TCPSocketListener<RawH2Conn> = Bun.listen<RawH2Conn>({
@@ -93,9 +100,19 @@ export function startRawH2Backend(onRequest: (c: RawH2Conn, r: RawH2Request) => 
             if (!("fields" in list)) return;
             const fields = list.fields;
             const i = fields.indexOf(":path");
-            const r: RawH2Request = { streamId: f.streamId, fields, path: i >= 0 ? fields[i + 1]! : "" };
+            const r: RawH2Request = { streamId: f.streamId, fields, path: i >= 0 ? fields[i + 1]! : "", body: "", ended: (f.flags & H2_FLAG.END_STREAM) !== 0 };
             c.requests.push(r);
             onRequest(c, r);
+            if (r.ended) onEnd?.(c, r);
+          } else if (f.type === H2_FRAME.DATA) {
+            const d = parseData(f);
+            const r = c.requests.find((q) => q.streamId === f.streamId);
+            if (!("buf" in d) || r === undefined) continue;
+            r.body += Buffer.from(d.buf.subarray(d.start, d.end)).toString("latin1");
+            if (d.endStream) {
+              r.ended = true;
+              onEnd?.(c, r);
+            }
           }
         }
       },
