@@ -294,6 +294,8 @@ class H2Side implements BackendStream, StreamWaiter {
   private ended: readonly string[] | null | undefined = undefined;
   /** Refused and sent again, no new stream yet: body writes are kept, not sent, and the front waits. */
   private waiting = false;
+  /** A response head (1xx or final) came: the backend took the request, so it is never sent again. */
+  private heard = false;
 
   constructor(
     readonly ex: Exchange,
@@ -317,7 +319,7 @@ class H2Side implements BackendStream, StreamWaiter {
    * (BACKEND_H2_RETRY_BODY_BYTES). True when it was sent again.
    */
   retry(): boolean {
-    if (this.retries >= BACKEND_H2_REFUSED_RETRIES || this.ex.finished || this.s.responded) return false;
+    if (this.retries >= BACKEND_H2_REFUSED_RETRIES || this.ex.finished || this.heard || this.s.responded) return false;
     if (!this.bodyless) {
       if (this.kept === null) return false;
       this.waiting = true;
@@ -364,9 +366,19 @@ class H2Side implements BackendStream, StreamWaiter {
     else if (open) this.ex.backendWritable();
   }
 
-  /** The response head arrived: the stream was not refused, the kept body is not needed. */
+  /**
+   * A response head arrived, 1xx or final: the backend took the request (a
+   * 100 Continue may come before it read the body), so a later refusal is
+   * not "unprocessed" and the kept body is not needed.
+   */
   answered(): void {
+    this.heard = true;
     this.kept = null;
+  }
+
+  /** Still waiting for a stream only while the exchange is open: a client that left is never sent on (StreamWaiter). */
+  wanted(): boolean {
+    return !this.ex.finished;
   }
 
   onData(chunk: Uint8Array): void {
@@ -416,7 +428,9 @@ function sideOnResponse(this: H2Stream, status: number, fields: readonly string[
   side.ex.onHead(status, clientResponseFields(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
 }
 function sideOnInformational(this: H2Stream, status: number, fields: readonly string[]): void {
-  (this.context as H2Side).ex.onInformational(status, clientResponseFields(fields, false));
+  const side = this.context as H2Side;
+  side.answered();
+  side.ex.onInformational(status, clientResponseFields(fields, false));
 }
 function sideOnData(this: H2Stream, chunk: Uint8Array): void {
   (this.context as H2Side).onData(chunk);

@@ -11,9 +11,10 @@
  *   response head); a longer one gets 502, never a hang.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, tlsClient, type ServerProc } from "./e2e.ts";
-import { startRawH2Backend, type RawH2Backend } from "./rawh2backend.ts";
-import { BACKEND_H2_REFUSED_RETRIES, BACKEND_H2_RETRY_BODY_BYTES } from "../../src/limits.ts";
+import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, tlsClient, waitUntil, type ServerProc } from "./e2e.ts";
+import { startRawH2Backend, type RawH2Backend, type RawH2Conn } from "./rawh2backend.ts";
+import { BACKEND_H2_MAX_CONNECTIONS, BACKEND_H2_REFUSED_RETRIES, BACKEND_H2_RETRY_BODY_BYTES } from "../../src/limits.ts";
+import { H2_SETTING } from "../../src/l7/h2/frame.ts";
 
 let be: RawH2Backend;
 /** Streams the backend saw with this path, on every connection. */
@@ -35,6 +36,9 @@ beforeAll(async () => {
     } else if (r.path.startsWith("/refuse-all")) {
       // Every connection refuses it: a GOAWAY whose last stream id is below it.
       c.goaway(Math.max(0, id - 2));
+    } else if (r.path.startsWith("/continue-then-refuse")) {
+      // A 100 Continue (the backend took the request), then a GOAWAY below the stream.
+      c.headers(id, 100, [], false).goaway(Math.max(0, id - 2));
     } else if (r.path.startsWith("/refuse-once")) {
       // Refused the first time (a GOAWAY below it), answered at its end with its body the next time.
       if (!firstOf.has(r.path)) {
@@ -132,9 +136,69 @@ describe("GOAWAY from an h2c backend", () => {
     expect(seen("/refuse-all-small")).toBe(1 + BACKEND_H2_REFUSED_RETRIES);
   });
 
+  test("a refusal after a 1xx head (the backend took the request) is not sent again, with or without a body: 502, seen once", async () => {
+    for (const [path, args] of [["/continue-then-refuse-body", ["--data-binary", "hello"]], ["/continue-then-refuse-get", []]] as const) {
+      const r = await curl(port, path, ["--http2", ...args], { timeoutS: 10 });
+      expect({ path, code: r.code, status: r.status }).toEqual({ path, code: 0, status: 502 });
+      expect(seen(path)).toBe(1);
+    }
+  });
+
   test(`a body longer than BACKEND_H2_RETRY_BODY_BYTES (${BACKEND_H2_RETRY_BODY_BYTES}) is not kept: refused, it is 502 at once (sent once), never a hang`, async () => {
     const r = await curl(port, "/refuse-all-big", ["--http2", "--data-binary", "x".repeat(BACKEND_H2_RETRY_BODY_BYTES + 1)], { timeoutS: 10 });
     expect({ code: r.code, status: r.status }).toEqual({ code: 0, status: 502 });
     expect(seen("/refuse-all-big")).toBe(1);
   });
+});
+
+describe("requests waiting for a backend stream", () => {
+  test(`every backend stream busy (${BACKEND_H2_MAX_CONNECTIONS} connections × MAX_CONCURRENT_STREAMS 1): a waiting request gets the first stream that frees; one whose client left is never sent`, async () => {
+    const held: { c: RawH2Conn; id: number }[] = [];
+    const busy = startRawH2Backend(
+      (c, r) => {
+        if (r.path.startsWith("/hold")) held.push({ c, id: r.streamId });
+        else c.headers(r.streamId, 200, ["content-length", "2"], false).data(r.streamId, "ok", true);
+      },
+      undefined,
+      [H2_SETTING.MAX_CONCURRENT_STREAMS, 1],
+    );
+    // One worker: the backend connections are per worker thread.
+    const p2 = await startProxy([route({ hostname: "b.test", backend: `127.0.0.1:${busy.port}`, backendProtocol: "h2" })], ["workers = 1"]);
+    const seenBusy = (path: string) => busy.conns.reduce((n, c) => n + c.requests.filter((q) => q.path === path).length, 0);
+    try {
+      // Fill every stream the proxy may open towards this backend: one at a time, so that each
+      // connection has the backend's SETTINGS (a limit of 1) before the next request comes.
+      const holds = [];
+      for (let i = 0; i < BACKEND_H2_MAX_CONNECTIONS; i++) {
+        holds.push(curl(p2.port(), `/hold-${i}`, ["--http2"], { host: "b.test", timeoutS: 20 }));
+        expect(await waitUntil(() => held.length === i + 1, 5000)).toBe(true);
+      }
+      // This one waits for a stream; its client gives up after 1 s.
+      const late = await curl(p2.port(), "/late", ["--http2"], { host: "b.test", timeoutS: 1 });
+      expect({ code: late.code, status: late.status, body: late.body, held: held.length, conns: busy.conns.length }).toEqual({ code: 28, status: 0, body: "", held: BACKEND_H2_MAX_CONNECTIONS, conns: BACKEND_H2_MAX_CONNECTIONS });
+      // This one waits too, and its client stays.
+      const waiter = curl(p2.port(), "/waiter", ["--http2"], { host: "b.test", timeoutS: 10 });
+      await Bun.sleep(300);
+      expect(seenBusy("/waiter")).toBe(0);
+      // A stream frees: the waiting request of the client that stayed gets it, at once; the one whose client left never goes out.
+      const a = held.shift()!;
+      const freedAt = Date.now();
+      a.c.headers(a.id, 200, ["content-length", "2"], false).data(a.id, "ok", true);
+      const w = await waiter;
+      expect({ status: w.status, body: w.body }).toEqual({ status: 200, body: "ok" });
+      expect(Date.now() - freedAt).toBeLessThan(1000);
+      const b = held.shift()!;
+      b.c.headers(b.id, 200, ["content-length", "2"], false).data(b.id, "ok", true);
+      await Bun.sleep(300);
+      expect(seenBusy("/late")).toBe(0);
+      // The backend still serves: a new request gets a freed stream.
+      const next = await curl(p2.port(), "/next", ["--http2"], { host: "b.test", timeoutS: 10 });
+      expect(next.status).toBe(200);
+      for (const h of held.splice(0)) h.c.headers(h.id, 200, ["content-length", "2"], false).data(h.id, "ok", true);
+      for (const r of await Promise.all(holds)) expect(r.status).toBe(200);
+    } finally {
+      await p2.stop();
+      busy.stop();
+    }
+  }, 30_000);
 });

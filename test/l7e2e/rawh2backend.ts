@@ -66,7 +66,12 @@ export interface RawH2Backend {
  * none); `onEnd`, when given, runs when a request's END_STREAM arrives (on its
  * HEADERS or a DATA frame), with its body.
  */
-export function startRawH2Backend(onRequest: (c: RawH2Conn, r: RawH2Request) => void, onEnd?: (c: RawH2Conn, r: RawH2Request) => void): RawH2Backend {
+export function startRawH2Backend(
+  onRequest: (c: RawH2Conn, r: RawH2Request) => void,
+  onEnd?: (c: RawH2Conn, r: RawH2Request) => void,
+  /** SETTINGS parameters it announces, [id, value, …] (none by default). */
+  settings: readonly number[] = [],
+): RawH2Backend {
   const conns: RawH2Conn[] = [];
   const state = new WeakMap<RawH2Conn, { reader: FrameReader; dec: HpackDecoder }>();
   const listener: TCPSocketListener<RawH2Conn> = Bun.listen<RawH2Conn>({
@@ -79,7 +84,7 @@ export function startRawH2Backend(onRequest: (c: RawH2Conn, r: RawH2Request) => 
         conns.push(c);
         state.set(c, { reader: new FrameReader({ expectPreface: true }), dec: new HpackDecoder() });
         const out = new ByteWriter();
-        writeSettings(out, []);
+        writeSettings(out, settings);
         s.write(out.toBytes());
       },
       data(s, chunk) {

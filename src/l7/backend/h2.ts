@@ -24,6 +24,13 @@ export interface H2Failure {
 /** What a request waiting for a session is told: a stream, or why there is none (an object, not a closure: one per request). */
 export interface StreamWaiter {
   onStream(s: H2Stream | null, err: H2Failure | null): void;
+  /**
+   * False once the request wants no stream any more (its client left or it
+   * was answered): a waiting one is dropped, never sent — the sweeper prunes
+   * such waiters (their requests and bodies would otherwise stay while the
+   * backend's streams are all busy).
+   */
+  wanted(): boolean;
 }
 
 interface Waiter {
@@ -51,6 +58,11 @@ export class H2Client {
    */
   stream(fields: string[], endStream: boolean, cb: StreamWaiter): void {
     if (this.closed) return cb.onStream(null, { connect: true, code: "EPOOLCLOSED", message: "backend pool closed" });
+    if (this.waiting.length > 0) {
+      // Others wait already: in turn, not ahead of them.
+      this.waiting.push({ fields, endStream, cb });
+      return this.serveSoon();
+    }
     for (const c of this.conns) {
       if (!c.ready) continue;
       const s = c.session!.request(fields, endStream);
@@ -60,7 +72,7 @@ export class H2Client {
     // A dial in progress will take the waiters; else open one more connection.
     if (this.conns.some((c) => !c.ready && !c.failed)) return;
     if (this.conns.length >= BACKEND_H2_MAX_CONNECTIONS) {
-      // Every connection is full: the waiters go out as streams end (see streamsFreed).
+      // Every connection is full: the waiters go out as streams end (serveSoon).
       return;
     }
     this.dial();
@@ -89,12 +101,39 @@ export class H2Client {
   private readonly sweep = (): void => {
     const now = Date.now();
     for (const c of this.conns) c.session?.tick(now);
+    if (this.waiting.length > 0) this.waiting = this.waiting.filter(isWanted);
+  };
+
+  /**
+   * A stream closed (or a request joined the queue): when requests wait,
+   * serve them at the end of this turn (not inside the session's frame
+   * processing), in order, on every connection with room. Without this,
+   * waiters went out only when a connection became ready or got GOAWAY, and
+   * new requests overtook them.
+   */
+  serveSoon(): void {
+    if (this.waiting.length === 0 || this.serveQueued) return;
+    this.serveQueued = true;
+    queueMicrotask(this.serveAll);
+  }
+
+  private serveQueued = false;
+  private readonly serveAll = (): void => {
+    this.serveQueued = false;
+    for (const c of this.conns) {
+      if (this.waiting.length === 0) break;
+      if (c.ready) this.serveWaiters(c);
+    }
   };
 
   /** A connection is ready (or has room again): give the waiters streams. */
   serveWaiters(c: H2Conn): void {
     while (this.waiting.length > 0 && c.ready) {
       const w = this.waiting[0]!;
+      if (!w.cb.wanted()) {
+        this.waiting.shift();
+        continue;
+      }
       const s = c.session!.request(w.fields, w.endStream);
       if (s === null) break;
       this.waiting.shift();
@@ -122,8 +161,12 @@ export class H2Client {
   private failWaiters(err: H2Failure): void {
     const w = this.waiting;
     this.waiting = [];
-    for (const x of w) x.cb.onStream(null, err);
+    for (const x of w) if (x.cb.wanted()) x.cb.onStream(null, err);
   }
+}
+
+function isWanted(w: Waiter): boolean {
+  return w.cb.wanted();
 }
 
 type ConnSock = Socket<H2Conn>;
@@ -207,6 +250,7 @@ class H2Conn implements DialClient, H2Transport {
       creditConnectionOnReceipt: true,
       streamWindow: BACKEND_H2_STREAM_WINDOW_BYTES,
       onGoaway: () => this.owner.serveWaiters(this),
+      onLocalStreamClosed: () => this.owner.serveSoon(),
       onClose: () => this.gone(),
     });
     this.ready = true;

@@ -99,6 +99,8 @@ export interface H2SessionOptions {
   onGoaway?: (code: number, lastStreamId: number) => void;
   /** The session ended: null after a clean finish, else the connection error (ours or the transport's). */
   onClose?: (error: H2Error | null) => void;
+  /** Client role: a stream we opened closed, so the peer's MAX_CONCURRENT_STREAMS has room for another. */
+  onLocalStreamClosed?: () => void;
   /**
    * Give connection-level credit as soon as DATA arrives (stream credit still
    * waits for `consumed`). For backend connections shared by many clients:
@@ -185,6 +187,7 @@ export class H2Session implements StreamHost {
   private readonly onStreamCb: ((stream: H2Stream) => void) | null;
   private readonly onGoawayCb: ((code: number, lastStreamId: number) => void) | null;
   private readonly onCloseCb: ((error: H2Error | null) => void) | null;
+  private readonly onLocalClosedCb: (() => void) | null;
   private readonly idleTimeoutMs: number;
 
   private readonly reader: FrameReader;
@@ -278,6 +281,7 @@ export class H2Session implements StreamHost {
     this.onStreamCb = opts.onStream ?? null;
     this.onGoawayCb = opts.onGoaway ?? null;
     this.onCloseCb = opts.onClose ?? null;
+    this.onLocalClosedCb = opts.onLocalStreamClosed ?? null;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 0;
     this.sendBufferBytes = opts.sendBufferBytes ?? H2_STREAM_SEND_BUFFER_BYTES;
     this.streamWindow = clampWindow(opts.streamWindow ?? H2_STREAM_WINDOW_BYTES);
@@ -1016,8 +1020,9 @@ export class H2Session implements StreamHost {
       this.discarding--;
     }
     this.streams.delete(s.id);
-    if (this.isPeerInitiated(s.id)) this.peerStreams--;
-    else this.localStreams--;
+    const local = !this.isPeerInitiated(s.id);
+    if (local) this.localStreams--;
+    else this.peerStreams--;
     this.remember(s.id, how);
     if (how !== CLOSED.ENDED) {
       // Reset: the application drops what it holds, so its share of the connection window comes back now.
@@ -1034,6 +1039,7 @@ export class H2Session implements StreamHost {
       this.idleSince = this.now();
       this.maybeFinish();
     }
+    if (local && this.onLocalClosedCb !== null) this.onLocalClosedCb();
   }
 
   private resetStream(s: H2Stream, code: number, reason: string, notify: boolean): void {
