@@ -62,8 +62,13 @@ export class H2Front implements ProtocolFront, H2Transport {
   onData(chunk: Uint8Array): void {
     this.session.receive(chunk);
   }
-  /** The client's FIN: finish the open streams (GOAWAY), then close. */
+  /**
+   * The client's FIN: a request it had not finished can never be (reset, so
+   * its backend side is let go: it used to wait forever for the body); the
+   * whole ones finish (GOAWAY), then close.
+   */
   onEnd(): void {
+    this.session.peerInputEnded();
     if (this.session.openStreams === 0) return this.conn.closeGently();
     this.session.goaway(H2_ERROR.NO_ERROR, false);
   }

@@ -1042,6 +1042,18 @@ export class H2Session implements StreamHost {
     if (local && this.onLocalClosedCb !== null) this.onLocalClosedCb();
   }
 
+  /**
+   * Server role: the client's input ended (TCP FIN). No frame can follow, so
+   * a stream whose request is still open can never complete: each is reset
+   * (CANCEL) and its application told. Streams with a whole request keep
+   * going (their responses may still be read).
+   */
+  peerInputEnded(): void {
+    const open: H2Stream[] = [];
+    for (const st of this.streams.values()) if (!st.remoteEnded && this.isPeerInitiated(st.id)) open.push(st);
+    for (const st of open) this.resetStream(st, H2_ERROR.CANCEL, "client_input_ended", true);
+  }
+
   private resetStream(s: H2Stream, code: number, reason: string, notify: boolean): void {
     if (s.closed) return;
     writeRstStream(this.out, s.id, code);
