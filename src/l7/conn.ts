@@ -112,6 +112,7 @@ export class L7Conn implements TlsPeer {
       listenerAddr: ctx.listenerAddr,
       clientAddress: ctx.client.address,
       backendTimeoutMs: ctx.proxy.backendTimeoutMs,
+      idleTimeoutMs: ctx.proxy.idleTimeoutMs,
     };
     const context = runtime.contexts.get(entry.cert!, ctx.proxy.l7MinTls);
     this.tls = startTls(raw, peeked, context, this);

@@ -17,6 +17,7 @@ import { requestTrailerFields, type Fields } from "./headers.ts";
 export const BODY_502 = "502 Bad Gateway: backend unreachable\n";
 export const BODY_502_ERR = "502 Bad Gateway: backend error\n";
 export const BODY_504 = "504 Gateway Timeout: backend did not answer in time\n";
+export const BODY_408 = "408 Request Timeout: the request body stopped coming\n";
 export const BODY_403 = "403 Forbidden: blocked by policy\n";
 export const BODY_421 = "421 Misdirected Request: this connection is not for that host\n";
 
@@ -74,6 +75,8 @@ export interface ExchangeInfo {
   listenerAddr: string;
   clientAddress: string;
   backendTimeoutMs: number;
+  /** A request body that makes no progress this long (while we are not holding it back) ends the exchange: 408. */
+  idleTimeoutMs: number;
 }
 
 export class Exchange {
@@ -87,6 +90,14 @@ export class Exchange {
   private headSeen = false;
   /** When the request body ended (0 = not yet): backend_timeout counts from here. */
   private requestDoneAt = 0;
+  /**
+   * While a request body is coming: when the client last delivered some of
+   * it, or we last let it send (Date.now() ms); 0 before the backend side is
+   * attached. A body stalled for idle_timeout is a 408 (tick).
+   */
+  private bodyActiveAt = 0;
+  /** We hold the client's body back (the backend side is full): a stall is ours, not the client's. */
+  private holding = false;
   private backend: BackendStream | null = null;
   /** Request body parts that arrived before the backend was chosen (the front is paused meanwhile). */
   private early: Uint8Array[] | null = null;
@@ -121,7 +132,11 @@ export class Exchange {
     if (this.earlyEnd !== undefined) {
       b.end(this.earlyEnd);
       this.requestDoneAt = Date.now(); // exact: the coarse clock may lag by a sweep, which would fire the 504 early
-    } else if (open) this.front.resumeRequest();
+      return;
+    }
+    this.bodyActiveAt = Date.now();
+    this.holding = !open;
+    if (open) this.front.resumeRequest();
   }
 
   // ------------------------------------------------ request direction (front → backend)
@@ -136,7 +151,11 @@ export class Exchange {
       this.front.pauseRequest();
       return;
     }
-    if (!b.write(chunk)) this.front.pauseRequest();
+    this.bodyActiveAt = Date.now();
+    if (!b.write(chunk)) {
+      this.holding = true;
+      this.front.pauseRequest();
+    }
   }
 
   requestEnd(trailers: readonly string[] | null): void {
@@ -153,7 +172,12 @@ export class Exchange {
 
   /** The backend can take request bytes again. */
   backendWritable(): void {
-    if (!this.finished) this.front.resumeRequest();
+    if (this.finished) return;
+    if (this.holding) {
+      this.holding = false;
+      this.bodyActiveAt = Date.now();
+    }
+    this.front.resumeRequest();
   }
 
   // ------------------------------------------------ response direction (backend → front)
@@ -240,7 +264,16 @@ export class Exchange {
 
   /** The server's sweeper: 504 once `backend_timeout` passed since the request body ended without a response head. */
   tick(now: number): void {
-    if (this.finished || this.headSeen || this.requestDoneAt === 0) return;
+    if (this.finished) return;
+    if (this.requestDoneAt === 0) {
+      // The body is still coming: a client that stops sending it (not held back by us) is cut, like
+      // the HTTP/1.1 front's idle check and nginx's client_body_timeout (HTTP/2 streams had none).
+      if (this.bodyActiveAt !== 0 && !this.holding && now - this.bodyActiveAt >= this.info.idleTimeoutMs) {
+        this.fail(408, BODY_408, "request_body_timeout");
+      }
+      return;
+    }
+    if (this.headSeen) return;
     if (now - this.requestDoneAt >= this.info.backendTimeoutMs) this.fail(504, BODY_504, "timeout");
   }
 
