@@ -17,6 +17,8 @@ import { requestTrailerFields, type Fields } from "./headers.ts";
 export const BODY_502 = "502 Bad Gateway: backend unreachable\n";
 export const BODY_502_ERR = "502 Bad Gateway: backend error\n";
 export const BODY_504 = "504 Gateway Timeout: backend did not answer in time\n";
+/** Exchange.bodyActiveAt: the body moved since the last tick. */
+const BODY_MOVED = -1;
 export const BODY_408 = "408 Request Timeout: the request body stopped coming\n";
 export const BODY_403 = "403 Forbidden: blocked by policy\n";
 export const BODY_421 = "421 Misdirected Request: this connection is not for that host\n";
@@ -91,9 +93,11 @@ export class Exchange {
   /** When the request body ended (0 = not yet): backend_timeout counts from here. */
   private requestDoneAt = 0;
   /**
-   * While a request body is coming: when the client last delivered some of
-   * it, or we last let it send (Date.now() ms); 0 before the backend side is
-   * attached. A body stalled for idle_timeout is a 408 (tick).
+   * While a request body is coming: the sweeper's time (ms) by which the
+   * client last delivered some of it or we last let it send; BODY_MOVED when
+   * that happened since the last tick (tick stamps it: no clock read per
+   * chunk or per request); 0 before the backend side is attached. A body
+   * stalled for idle_timeout is a 408 (tick), to within a sweep.
    */
   private bodyActiveAt = 0;
   /** We hold the client's body back (the backend side is full): a stall is ours, not the client's. */
@@ -134,7 +138,7 @@ export class Exchange {
       this.requestDoneAt = Date.now(); // exact: the coarse clock may lag by a sweep, which would fire the 504 early
       return;
     }
-    this.bodyActiveAt = Date.now();
+    this.bodyActiveAt = BODY_MOVED;
     this.holding = !open;
     if (open) this.front.resumeRequest();
   }
@@ -151,7 +155,7 @@ export class Exchange {
       this.front.pauseRequest();
       return;
     }
-    this.bodyActiveAt = Date.now();
+    this.bodyActiveAt = BODY_MOVED;
     if (!b.write(chunk)) {
       this.holding = true;
       this.front.pauseRequest();
@@ -175,7 +179,7 @@ export class Exchange {
     if (this.finished) return;
     if (this.holding) {
       this.holding = false;
-      this.bodyActiveAt = Date.now();
+      this.bodyActiveAt = BODY_MOVED;
     }
     this.front.resumeRequest();
   }
@@ -268,7 +272,8 @@ export class Exchange {
     if (this.requestDoneAt === 0) {
       // The body is still coming: a client that stops sending it (not held back by us) is cut, like
       // the HTTP/1.1 front's idle check and nginx's client_body_timeout (HTTP/2 streams had none).
-      if (this.bodyActiveAt !== 0 && !this.holding && now - this.bodyActiveAt >= this.info.idleTimeoutMs) {
+      if (this.bodyActiveAt === BODY_MOVED) this.bodyActiveAt = now;
+      else if (this.bodyActiveAt !== 0 && !this.holding && now - this.bodyActiveAt >= this.info.idleTimeoutMs) {
         this.fail(408, BODY_408, "request_body_timeout");
       }
       return;

@@ -104,7 +104,7 @@ test("HTTP/2: a body that stops after 10 of 100 bytes is cut with 408 after idle
     const line = await p.waitLog((x) => x.event === "l7.request" && x.path === "/stalled", 3000, "l7.request /stalled");
     expect(line.status).toBe(408);
   } finally {
-    s.close();
+    s.destroy(); // not close(): a stream whose request never ended would hold the proxy's drain
   }
 });
 
@@ -115,7 +115,7 @@ test("HTTP/2: a body that keeps moving (a part every 400 ms for 2.4 s) is not cu
     const r = await upload(s, "/trickle-ok", 70, parts, 400);
     expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "70" });
   } finally {
-    s.close();
+    s.destroy(); // not close(): a stream whose request never ended would hold the proxy's drain
   }
 });
 
@@ -127,6 +127,6 @@ test("HTTP/2: a body held back by a backend that stops reading for 2.5 s is not 
     expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: String(total) });
     expect(r.ms).toBeGreaterThan(2000);
   } finally {
-    s.close();
+    s.destroy(); // not close(): a stream whose request never ended would hold the proxy's drain
   }
 }, 20_000);
