@@ -251,6 +251,19 @@ export const H1_HEAD_MEMO_BYTES = 1024;
  * path, authority, framing and fields reuses the bytes.
  */
 export const H1_REQUEST_HEAD_MEMO_BYTES = 2048;
+/**
+ * Response field lists from HTTP/2 backends, as the client gets them,
+ * remembered by the identity of the decoder's list (ClientFieldsMemo in
+ * src/l7/headers.ts): one entry per backend connection answering at the same
+ * time, for this many. A list of at most H2_HPACK_DECODE_MEMO_BYTES' fields each.
+ */
+export const H2_RESPONSE_FIELDS_MEMO_ENTRIES = 4;
+/**
+ * The same for an HTTP/2 backend: an L7 client connection keeps the last
+ * field list it built for one (names and values up to this many octets)
+ * with its inputs, and the next request with the same inputs reuses it.
+ */
+export const H2_REQUEST_FIELDS_MEMO_BYTES = 2048;
 /** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
 export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 

@@ -62,6 +62,19 @@ export interface H1HeadMemo {
   head: Uint8Array;
 }
 
+/** The same for an HTTP/2 backend (forward.ts sendH2): the inputs, and the field list built from them (shared: never modified). */
+export interface H2FieldsMemo {
+  method: string;
+  path: string;
+  authority: string;
+  scheme: string;
+  body: string;
+  contentLength: number;
+  /** The request's field list (name, value, …) — compared element by element. */
+  fields: readonly string[];
+  out: readonly string[];
+}
+
 /** What a protocol front (HTTP/1.1 or HTTP/2) does with the TLS socket's events once the handshake is done. */
 export interface ProtocolFront {
   onData(chunk: Uint8Array): void;
@@ -94,6 +107,8 @@ export class L7Conn implements TlsPeer {
   checkedAuthority: string | null = null;
   /** The last HTTP/1.1 request head built for a backend from a parsed request, and what it was built from (forward.ts sendH1). */
   lastH1Head: H1HeadMemo | null = null;
+  /** The last field list built for an HTTP/2 backend, and what it was built from (forward.ts sendH2). */
+  lastH2Fields: H2FieldsMemo | null = null;
   /** The forwarding fields and the blank line that end a request head passed through to an HTTP/1.1 backend (see forward.ts). */
   private forwarded: Uint8Array | null = null;
   /** Bytes for the client the socket has not taken yet (see `send`). */

@@ -15,10 +15,10 @@ import { parseResponseHead, serializeRequestHead, type ResponseHead } from "./h1
 import { copyWithout } from "./h1/bytes.ts";
 import { H2_ERROR } from "./h2/errors.ts";
 import type { H2Stream } from "./h2/stream.ts";
-import { authorityHost, backendRequestFields, clientResponseFields, field, fieldJoined, joinCookies, type Fields } from "./headers.ts";
+import { authorityHost, backendRequestFields, ClientFieldsMemo, clientResponseFields, field, fieldJoined, joinCookies, type Fields } from "./headers.ts";
 import { evaluatePolicies } from "./policy.ts";
 import type { RouteRecord } from "../records.ts";
-import { BACKEND_H2_REFUSED_RETRIES, BACKEND_H2_RETRY_BODY_BYTES, H1_REQUEST_HEAD_MEMO_BYTES } from "../limits.ts";
+import { BACKEND_H2_REFUSED_RETRIES, BACKEND_H2_RETRY_BODY_BYTES, H1_REQUEST_HEAD_MEMO_BYTES, H2_REQUEST_FIELDS_MEMO_BYTES, H2_RESPONSE_FIELDS_MEMO_ENTRIES } from "../limits.ts";
 
 
 /** A request as the front parsed it. */
@@ -140,7 +140,7 @@ function dispatch(conn: L7Conn, ex: Exchange, c: Client, pool: BackendPool, targ
   if (ex.finished) return;
   // `pool`: an unreachable auto backend is probed again next time (pool.connectFailed).
   if (c.kind === "http1") sendH1(conn, ex, c.pool, target, req, authority, pool);
-  else sendH2(ex, c.client, target, req, authority, conn.ctx.client.address, pool);
+  else sendH2(conn, ex, c.client, target, req, authority, pool);
 }
 
 // ---------------------------------------------------------------- HTTP/1.1 backends
@@ -265,11 +265,36 @@ function clientFieldsOf(h: ResponseHead): readonly string[] {
 
 // ---------------------------------------------------------------- HTTP/2 backends
 
-function sendH2(ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, clientIp: string, backends: BackendPool): void {
-  const f = backendRequestFields(req.fields, clientIp, [":method", req.method, ":scheme", target.tls ? "https" : "http", ":authority", authority, ":path", req.path]);
-  if (req.body === "length") f.push("content-length", String(req.contentLength));
+function sendH2(conn: L7Conn, ex: Exchange, client: H2Client, target: BackendTarget, req: RequestIn, authority: string, backends: BackendPool): void {
   const bodyless = req.body === "none";
+  const f = h2RequestFields(conn, req, target.tls ? "https" : "http", authority);
   client.stream(f, bodyless, new H2Side(ex, target, backends, client, f, bodyless));
+}
+
+/**
+ * The request's fields for an HTTP/2 backend. Clients repeat their requests:
+ * the same inputs on this connection reuse the list built last time (the
+ * list is shared, never modified: a refused request is sent again with it).
+ */
+function h2RequestFields(conn: L7Conn, req: RequestIn, scheme: string, authority: string): readonly string[] {
+  const m = conn.lastH2Fields;
+  if (m !== null && m.method === req.method && m.path === req.path && m.authority === authority && m.scheme === scheme && m.body === req.body && m.contentLength === req.contentLength && sameFields(m.fields, req.fields)) {
+    return m.out;
+  }
+  const f = backendRequestFields(req.fields, conn.ctx.client.address, [":method", req.method, ":scheme", scheme, ":authority", authority, ":path", req.path]);
+  if (req.body === "length") f.push("content-length", String(req.contentLength));
+  if (fieldBytes(f) <= H2_REQUEST_FIELDS_MEMO_BYTES) {
+    // A copy of the client's list: the memo must not depend on whether a front reuses its arrays.
+    conn.lastH2Fields = { method: req.method, path: req.path, authority, scheme, body: req.body, contentLength: req.contentLength, fields: req.fields.slice(), out: f };
+  }
+  return f;
+}
+
+/** Octets of a field list's names and values. */
+function fieldBytes(f: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < f.length; i++) n += f[i]!.length;
+  return n;
 }
 
 /**
@@ -302,8 +327,8 @@ class H2Side implements BackendStream, StreamWaiter {
     private readonly target: BackendTarget,
     private readonly backends: BackendPool,
     private readonly client: H2Client,
-    /** The request's fields, kept to send it again if the backend refuses its stream. */
-    private readonly fields: string[],
+    /** The request's fields, kept to send it again if the backend refuses its stream (shared: never modified). */
+    private readonly fields: readonly string[],
     private readonly bodyless: boolean,
   ) {
     this.kept = bodyless ? null : [];
@@ -425,8 +450,10 @@ function sideOnResponse(this: H2Stream, status: number, fields: readonly string[
   // and whatever the backend sends after it is not the client's (content there is a stream error).
   const side = this.context as H2Side;
   side.answered();
-  side.ex.onHead(status, clientResponseFields(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
+  side.ex.onHead(status, responseFieldsMemo.of(fields, status !== 204), endStream || this.noContent, cl === undefined ? -1 : Number(cl));
 }
+/** Response lists from HTTP/2 backends' decoders (shared, never modified): one entry per backend connection answering at once, for a few. */
+const responseFieldsMemo = new ClientFieldsMemo(H2_RESPONSE_FIELDS_MEMO_ENTRIES);
 function sideOnInformational(this: H2Stream, status: number, fields: readonly string[]): void {
   const side = this.context as H2Side;
   side.answered();

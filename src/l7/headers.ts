@@ -192,6 +192,41 @@ export function clientResponseFields(src: readonly string[], keepLength: boolean
   return out;
 }
 
+/**
+ * clientResponseFields over shared lists, remembered by the list's identity:
+ * an HTTP/2 session's decoder hands out the same list object for a repeated
+ * header block (HpackDecoder's memo; such lists are never modified), so a
+ * backend repeating its response head costs a few identity compares instead
+ * of a new list per response. `size` entries, replaced in turn (one per
+ * backend connection that answers at the same time). The lists returned are
+ * shared: never modified.
+ */
+export class ClientFieldsMemo {
+  private readonly src: (readonly string[] | null)[];
+  private readonly keep: boolean[];
+  private readonly out: (readonly string[])[];
+  private next = 0;
+
+  constructor(size: number) {
+    this.src = new Array<readonly string[] | null>(size).fill(null);
+    this.keep = new Array<boolean>(size).fill(false);
+    this.out = new Array<readonly string[]>(size).fill(EMPTY_LIST);
+  }
+
+  of(src: readonly string[], keepLength: boolean): readonly string[] {
+    const srcs = this.src;
+    for (let i = 0; i < srcs.length; i++) if (srcs[i] === src && this.keep[i] === keepLength) return this.out[i]!;
+    const out = clientResponseFields(src, keepLength);
+    const at = this.next;
+    this.next = at + 1 === srcs.length ? 0 : at + 1;
+    srcs[at] = src;
+    this.keep[at] = keepLength;
+    this.out[at] = out;
+    return out;
+  }
+}
+const EMPTY_LIST: readonly string[] = [];
+
 /** The first value of `name`, or undefined. */
 export function field(src: readonly string[], name: string): string | undefined {
   for (let i = 0; i < src.length; i += 2) if (src[i] === name) return src[i + 1];

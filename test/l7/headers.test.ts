@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { authorityHost, backendRequestFields, clientResponseFields, fieldJoined, joinCookies, requestTrailerFields } from "../../src/l7/headers.ts";
+import { authorityHost, backendRequestFields, ClientFieldsMemo, clientResponseFields, fieldJoined, joinCookies, requestTrailerFields } from "../../src/l7/headers.ts";
 
 describe("request headers towards the backend (SPEC §5)", () => {
   test("client-sent forwarding headers are replaced by the real client address", () => {
@@ -82,5 +82,27 @@ describe("request headers towards the backend (SPEC §5)", () => {
     expect(authorityHost("A.Test:8443")).toBe("a.test");
     expect(authorityHost("a.test.")).toBe("a.test");
     expect(authorityHost("[::1]:443")).toBe("[::1]");
+  });
+});
+
+describe("ClientFieldsMemo", () => {
+  test("gives what clientResponseFields gives; the same list object again (and the same flag) costs no new list; entries are replaced in turn", () => {
+    const memo = new ClientFieldsMemo(4);
+    const lists = [0, 1, 2, 3, 4].map((i) => [":status", "200", "connection", "close", "content-length", String(i), "x-i", String(i)]);
+    const first = lists.map((l) => memo.of(l, true));
+    lists.forEach((l, i) => expect(first[i]).toEqual(clientResponseFields(l, true)));
+    // Lists 1–4 are remembered (0 was replaced by 4): the same arrays come back.
+    for (let i = 1; i < 5; i++) expect(memo.of(lists[i]!, true)).toBe(first[i]!);
+    // List 0 again: computed anew (and equal); the other flag is its own entry.
+    const again = memo.of(lists[0]!, true);
+    expect(again).not.toBe(first[0]!);
+    expect(again).toEqual(first[0]!);
+    const noLength = memo.of(lists[0]!, false);
+    expect(noLength).toEqual(clientResponseFields(lists[0]!, false));
+    expect(noLength).not.toContain("content-length");
+    // Equal content in another array is another list: never mistaken for a remembered one by value.
+    const copy = [...lists[4]!];
+    copy[7] = "changed";
+    expect(memo.of(copy, true)).toEqual(clientResponseFields(copy, true));
   });
 });

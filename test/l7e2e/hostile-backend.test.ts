@@ -33,6 +33,8 @@ beforeAll(async () => {
       c.headers(id, 204, [], false).data(id, "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nset-cookie: session=attacker\r\n\r\nINJECTED\n", true);
     } else if (r.path === "/head-data") {
       c.headers(id, 200, ["content-length", "8"], false).data(id, "INJECTED", true);
+    } else if (r.path === "/refuse-all-big") {
+      // Refused at its end (onEnd below): the whole body has gone past what is kept by then.
     } else if (r.path.startsWith("/refuse-all")) {
       // Every connection refuses it: a GOAWAY whose last stream id is below it.
       c.goaway(Math.max(0, id - 2));
@@ -53,6 +55,7 @@ beforeAll(async () => {
       c.headers(id, 200, ["content-length", "2"], false).data(id, "ok", true);
     }
   }, (c, r) => {
+    if (r.path === "/refuse-all-big") c.goaway(Math.max(0, r.streamId - 2));
     if (r.path.startsWith("/refuse-once") && firstOf.get(r.path) !== r) c.headers(r.streamId, 200, [], false).data(r.streamId, `${r.body.length}:${r.body.slice(0, 16)}`, true);
   });
   p = await startProxy([route({ backend: `127.0.0.1:${be.port}`, backendProtocol: "h2" })]);

@@ -39,6 +39,19 @@ export class RawH2Conn {
     return this;
   }
 
+  /**
+   * Response HEADERS with a header block built by the test (e.g. as nginx
+   * encodes). The block must not name entries of the peer's table that our
+   * encoder (headers()) inserted, nor may headers() follow on this connection
+   * if the block inserted any: our encoder would not know of them.
+   */
+  block(streamId: number, block: Uint8Array, endStream: boolean): this {
+    const out = new ByteWriter();
+    writeHeaders(out, streamId, block, endStream);
+    this.socket.write(out.toBytes());
+    return this;
+  }
+
   data(streamId: number, body: string | Uint8Array, endStream: boolean): this {
     const out = new ByteWriter();
     writeData(out, streamId, typeof body === "string" ? new TextEncoder().encode(body) : body, endStream);

@@ -34,7 +34,7 @@ export interface StreamWaiter {
 }
 
 interface Waiter {
-  fields: string[];
+  fields: readonly string[];
   endStream: boolean;
   cb: StreamWaiter;
 }
@@ -56,7 +56,7 @@ export class H2Client {
    * Opens a stream for `fields` (pseudo-headers first) — synchronously when a
    * connected session has room, else once one is dialed. `cb` runs once.
    */
-  stream(fields: string[], endStream: boolean, cb: StreamWaiter): void {
+  stream(fields: readonly string[], endStream: boolean, cb: StreamWaiter): void {
     if (this.closed) return cb.onStream(null, { connect: true, code: "EPOOLCLOSED", message: "backend pool closed" });
     if (this.waiting.length > 0) {
       // Others wait already: in turn, not ahead of them.

@@ -296,6 +296,21 @@ export class HpackDecoder {
   private memoLen = -1;
   private memoChanges = -1;
   private memoList: HeaderList | null = null;
+  /**
+   * The remembered block is self-contained: it names no dynamic-table entry
+   * and updates no size, so it decodes to the same list whatever the table
+   * holds. Its insertions (literals with incremental indexing: nginx adds
+   * its server, date, content-type… to the table in every response head)
+   * are replayed on a hit, so the table follows the peer's exactly as if
+   * the block had been decoded.
+   */
+  private memoSelfContained = false;
+  /** Positions in the remembered list of the fields its block inserted, in order. */
+  private readonly memoInserts: number[] = [];
+  /** The same, for the block being decoded (reused: no array per block). */
+  private readonly inserts: number[] = [];
+  /** Whether the block being decoded is self-contained so far (decodeBlock). */
+  private selfContained = true;
   /** Blocks decode() answered from its memo (tests, debugging). */
   memoHits = 0;
 
@@ -348,11 +363,19 @@ export class HpackDecoder {
     if (this.failed) return this.failed;
     const len = end - start;
     const memo = this.memoList;
-    // The memo is taken only while the table is as that block left it, and the block did not
-    // change it (no insertion, no size update): then decoding it again changes nothing either.
-    // A required size update (pendingMin) bumps `changes` when it is set, so it never matches.
-    if (memo !== null && len === this.memoLen && this.table.changes === this.memoChanges && sameBytes(this.memoBytes!, block, start, len)) {
+    // The memo is taken for the same octets when they decode the same whatever the table holds
+    // (self-contained; a required size update must come first, so not while one is pending; and
+    // its list says `checked` only while the table has no invalid entry), or while the table is as
+    // that block left it and the block did not change it (no insertion, no size update). A
+    // required size update (pendingMin) bumps `changes` when it is set.
+    if (
+      memo !== null &&
+      len === this.memoLen &&
+      (this.memoSelfContained ? this.pendingMin < 0 && this.tableChecked : this.table.changes === this.memoChanges) &&
+      sameBytes(this.memoBytes!, block, start, len)
+    ) {
       this.memoHits++;
+      if (this.memoSelfContained) this.replayInserts(memo.fields);
       return memo;
     }
     const before = this.table.changes;
@@ -362,7 +385,11 @@ export class HpackDecoder {
     this.end = end;
     try {
       const list = this.decodeBlock();
-      if (this.blockMemo && this.table.changes === before && len <= H2_HPACK_DECODE_MEMO_BYTES && !list.overflow) this.remember(block, start, len, list);
+      if (this.blockMemo && len <= H2_HPACK_DECODE_MEMO_BYTES && !list.overflow) {
+        // Self-contained, with every field valid (its insertions then leave `tableChecked` as it is).
+        const self = this.selfContained && list.checked;
+        if (self || this.table.changes === before) this.remember(block, start, len, list, self);
+      }
       return list;
     } catch (e) {
       if (!(e instanceof HpackFail)) throw e;
@@ -374,12 +401,22 @@ export class HpackDecoder {
     }
   }
 
-  private remember(block: Uint8Array, start: number, len: number, list: HeaderList): void {
+  private remember(block: Uint8Array, start: number, len: number, list: HeaderList, selfContained: boolean): void {
     const bytes = (this.memoBytes ??= new Uint8Array(H2_HPACK_DECODE_MEMO_BYTES));
     for (let i = 0; i < len; i++) bytes[i] = block[start + i];
     this.memoLen = len;
     this.memoChanges = this.table.changes;
     this.memoList = list;
+    this.memoSelfContained = selfContained;
+    const at = this.memoInserts;
+    at.length = 0;
+    if (selfContained) for (const i of this.inserts) at.push(i);
+  }
+
+  /** What decoding the remembered self-contained block does to the table: its insertions, in order. */
+  private replayInserts(fields: readonly string[]): void {
+    const at = this.memoInserts;
+    for (let k = 0; k < at.length; k++) this.table.add(fields[at[k]], fields[at[k] + 1]);
   }
 
   private decodeBlock(): HeaderList {
@@ -393,6 +430,9 @@ export class HpackDecoder {
     let updates = 0;
     let sawField = false;
     let checked = true;
+    let selfContained = true;
+    const inserts = this.inserts;
+    inserts.length = 0;
 
     if (this.pendingMin >= 0 && this.end > this.p && (src[this.p] & 0xe0) !== 0x20) throw new HpackFail("hpack_size_update_missing");
 
@@ -417,6 +457,7 @@ export class HpackDecoder {
           if (d >= table.count) throw new HpackFail("hpack_index_out_of_range");
           name = table.name(d);
           value = table.value(d);
+          selfContained = false;
         }
         nameLen = name.length;
         valueLen = value.length;
@@ -429,6 +470,7 @@ export class HpackDecoder {
         if (size > limit) throw new HpackFail("hpack_size_update_too_large");
         this.pendingMin = -1;
         table.resize(size);
+        selfContained = false;
         continue;
       } else {
         // Literal (§6.2): with incremental indexing (01), without (0000) or never indexed (0001).
@@ -449,6 +491,7 @@ export class HpackDecoder {
           if (d >= table.count) throw new HpackFail("hpack_index_out_of_range");
           name = table.name(d);
           nameLen = name.length;
+          selfContained = false;
         }
         if (keep && this.rememberLiterals && index > 0 && index <= STATIC_COUNT) {
           value = this.readLiteralValue(index);
@@ -461,6 +504,8 @@ export class HpackDecoder {
         if (indexing) {
           table.add(name, value);
           if (!checked) this.tableChecked = false;
+          // Its position in the list (every field is listed unless the list overflows, and then nothing is remembered).
+          inserts.push(fields.length);
         }
       }
 
@@ -476,6 +521,7 @@ export class HpackDecoder {
       fields.push(name, value);
       if (never) (neverIndexed ??= []).push(name);
     }
+    this.selfContained = selfContained;
     return { fields, bytes, overflow, neverIndexed, checked: checked && this.tableChecked };
   }
 

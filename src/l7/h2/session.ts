@@ -52,7 +52,7 @@ import {
   writeWindowUpdate,
   type H2Frame,
 } from "./frame.ts";
-import { validateRequestHeaders, validateResponseHeaders, validateTrailers, type RequestCheckOptions, type RequestHead } from "./headers.ts";
+import { validateRequestHeaders, validateResponseHeaders, validateTrailers, type RequestCheckOptions, type RequestHead, type ResponseHead } from "./headers.ts";
 import { H2_MAX_HEADER_LIST_BYTES, HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.ts";
 import { InboundWindow } from "./flow.ts";
 import { H2_ASSUMED_PEER_MAX_CONCURRENT_STREAMS, H2_CLOSED_STREAMS_KEPT, H2_DISCARD_AFTER_RESPONSE_MS, H2_CONNECTION_WINDOW_BYTES, H2_GLITCH_BURST, H2_GLITCH_REFILL_PER_SECOND, H2_GOAWAY_PING_TIMEOUT_MS, H2_MAX_CONCURRENT_STREAMS, H2_MAX_QUEUED_CONTROL_FRAMES, H2_MAX_REFUSED_STREAMS, H2_OUTPUT_BATCH_BYTES, H2_RAPID_RESET_BURST, H2_RAPID_RESET_REFILL_PER_SECOND, H2_SEND_STALL_TIMEOUT_MS, H2_SETTINGS_TIMEOUT_MS, H2_SMALL_WINDOW_UPDATE_BYTES, H2_STREAM_SEND_BUFFER_BYTES, H2_STREAM_WINDOW_BYTES } from "../../limits.ts";
@@ -199,6 +199,9 @@ export class H2Session implements StreamHost {
   /** The last request list validated and its head: the decoder's memo gives the same list object for a repeated block, and validation is pure. */
   private lastRequestList: HeaderList | null = null;
   private lastRequestHead: RequestHead | null = null;
+  /** Client role, the same for responses: a backend repeating its response head costs an identity compare. */
+  private lastResponseList: HeaderList | null = null;
+  private lastResponseHead: ResponseHead | null = null;
   private readonly encoder = new HpackEncoder();
   private readonly out = new ByteWriter();
   private readonly scratch = new ByteWriter(1024);
@@ -772,8 +775,14 @@ export class H2Session implements StreamHost {
       this.stats.headerListOverflows++;
       return streamError(H2_ERROR.CANCEL, "response_header_list_overflow");
     }
-    const head = validateResponseHeaders(list.fields, list.checked);
-    if (head instanceof H2Error) return head;
+    let head: ResponseHead | H2Error;
+    if (list === this.lastResponseList) head = this.lastResponseHead!;
+    else {
+      head = validateResponseHeaders(list.fields, list.checked);
+      if (head instanceof H2Error) return head;
+      this.lastResponseList = list;
+      this.lastResponseHead = head;
+    }
     if (head.status < 200) {
       if (endStream) return streamError(H2_ERROR.PROTOCOL_ERROR, "informational_with_end_stream");
       s.onInformational?.(head.status, list.fields);

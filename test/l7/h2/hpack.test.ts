@@ -597,6 +597,117 @@ describe("randomized round trips", () => {
     expect(pairs).toBeGreaterThan(5);
   });
 
+  // Blocks as servers such as nginx send them: literals with incremental indexing after static names,
+  // which insert into the table each time but never read it. Built by hand (our encoder reads its table).
+  function intBytes(out: number[], first: number, prefix: number, v: number): void {
+    const max = (1 << prefix) - 1;
+    if (v < max) return void out.push(first | v);
+    out.push(first | max);
+    v -= max;
+    while (v >= 128) {
+      out.push((v & 0x7f) | 0x80);
+      v = Math.floor(v / 128);
+    }
+    out.push(v);
+  }
+  function strBytes(out: number[], s: string): void {
+    intBytes(out, 0, 7, s.length);
+    for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
+  }
+  // Mostly valid fields; now and then one that fails the §8.2.1 checks (the table is then "unchecked").
+  const VALUES = ["nginx/1.22.1", "Mon, 07 Dec 2026 14:00:00 GMT", "text/html", "100", "bytes", "\"6937a1-64\"", "x".repeat(300)];
+  const LIT_NAMES = ["etag", "x-trace", "accept-ranges"];
+  const pickValue = () => (rnd(40) === 0 ? "bad\x01value" : VALUES[rnd(VALUES.length)]!);
+  const pickName = () => (rnd(40) === 0 ? "Bad Name" : LIT_NAMES[rnd(LIT_NAMES.length)]!);
+  function rawBlock(): Uint8Array {
+    const out: number[] = [];
+    if (rnd(12) === 0) intBytes(out, 0x20, 5, [0, 64, 256, 4096][rnd(4)]!); // size update
+    const n = 1 + rnd(7);
+    for (let i = 0; i < n; i++) {
+      const kind = rnd(10);
+      const dyn = rnd(8) === 0; // a name or entry from the dynamic table (maybe not there)
+      const index = dyn ? 62 + rnd(6) : 1 + rnd(61);
+      const value = pickValue();
+      if (kind === 0) intBytes(out, 0x80, 7, index); // indexed
+      else if (kind <= 5) {
+        // with incremental indexing: static or dynamic name, or a new name
+        if (rnd(4) === 0) {
+          out.push(0x40);
+          strBytes(out, pickName());
+        } else intBytes(out, 0x40, 6, index);
+        strBytes(out, value);
+      } else {
+        intBytes(out, kind === 9 ? 0x10 : 0x00, 4, index); // without indexing, or never indexed
+        strBytes(out, value);
+      }
+    }
+    return Uint8Array.from(out);
+  }
+
+  test("self-contained blocks (insertions, no table reads) repeat from the memo with their insertions replayed: list and table as decoding gives, over 6000 blocks", () => {
+    let hits = 0;
+    let blocks = 0;
+    let pairs = 0;
+    let pendingChecks = 0;
+    while (blocks < 6000) {
+      pairs++;
+      const size = [256, 4096][rnd(2)]!;
+      const cap = rnd(4) === 0 ? 300 : undefined;
+      const literals = rnd(2) === 0;
+      const memo = new HpackDecoder({ maxTableSize: size, maxHeaderListBytes: cap, rememberLiterals: literals });
+      const plain = new HpackDecoder({ maxTableSize: size, maxHeaderListBytes: cap, rememberLiterals: literals, blockMemo: false });
+      const pool = [rawBlock(), rawBlock(), rawBlock()];
+      for (let i = 0; i < 500 && blocks < 6000; i++, blocks++) {
+        if (rnd(40) === 0) {
+          // A smaller SETTINGS_HEADER_TABLE_SIZE acknowledged: the next block must start with a size update.
+          const to = [0, 64, 128][rnd(3)]!;
+          memo.setMaxTableSize(to);
+          plain.setMaxTableSize(to);
+          pendingChecks++;
+        }
+        const block = rnd(5) === 0 ? rawBlock() : pool[rnd(pool.length)]!;
+        const a = memo.decode(block);
+        const b = plain.decode(block);
+        if (a instanceof H2Error || b instanceof H2Error) {
+          expect(String(a)).toBe(String(b));
+          break;
+        }
+        expect(a.fields).toEqual(b.fields);
+        expect(a.neverIndexed).toEqual(b.neverIndexed);
+        expect([a.overflow, a.checked, a.bytes]).toEqual([b.overflow, b.checked, b.bytes]);
+        expect(memo.tableEntries()).toEqual(plain.tableEntries());
+        expect([memo.tableSize, memo.tableMaxSize]).toEqual([plain.tableSize, plain.tableMaxSize]);
+      }
+      hits += memo.memoHits;
+    }
+    expect(hits).toBeGreaterThan(1000);
+    expect(pendingChecks).toBeGreaterThan(20);
+    expect(pairs).toBeGreaterThan(10);
+  });
+
+  test("nginx's response head (it indexes server, date, content-type… every time) is decoded once and then repeats from the memo", () => {
+    // Three identical HEADERS blocks nginx 1.22 sent for GET /100b on one h2c connection.
+    const block = hex(
+      "887689aa6355e580ae212e1f6196d07abe9403aa5f29141004e2816ae041702d298b46ff5f901d75d0620d263d4c1c892a56426c28e95c033130306c96d07abe9403aa5f29141004e2810dc086e36ea98b46ff008919085ad2b583aa62a3848fd24a8f",
+    );
+    const memo = new HpackDecoder({ rememberLiterals: true });
+    const plain = new HpackDecoder({ rememberLiterals: true, blockMemo: false });
+    const first = ok(memo.decode(block));
+    for (let i = 0; i < 200; i++) {
+      const a = ok(memo.decode(block));
+      expect(a).toBe(first); // the same list object: consumers memoize by identity
+      expect(ok(plain.decode(block)).fields).toEqual(a.fields);
+    }
+    ok(plain.decode(block));
+    expect(memo.memoHits).toBe(200);
+    expect(memo.tableEntries()).toEqual(plain.tableEntries());
+    expect(memo.tableEntries().map(([n]) => n).slice(0, 5)).toEqual(["last-modified", "content-length", "content-type", "date", "server"]);
+    expect(first.fields.slice(0, 4)).toEqual([":status", "200", "server", "nginx/1.22.1"]);
+    // A size update required by our SETTINGS: the memo does not answer a block without one.
+    memo.setMaxTableSize(100);
+    fail(memo.decode(block));
+  });
+
   test("decoding random bytes never throws", () => {
     for (let i = 0; i < 5000; i++) {
       const d = new HpackDecoder();
