@@ -264,6 +264,13 @@ export const H2_RESPONSE_FIELDS_MEMO_ENTRIES = 4;
  * with its inputs, and the next request with the same inputs reuses it.
  */
 export const H2_REQUEST_FIELDS_MEMO_BYTES = 2048;
+/**
+ * An HTTP/1.1 client connection keeps a copy of its last request head up to
+ * this size with what it parsed to: the next head with exactly those bytes
+ * reuses the result (a byte compare instead of a parse). At most this many
+ * bytes per connection.
+ */
+export const H1_REQUEST_HEAD_PARSE_MEMO_BYTES = 1024;
 /** Default SETTINGS_MAX_HEADER_LIST_SIZE we enforce (name + value + 32 per field): browsers stay far below, abuse does not. */
 export const H2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 

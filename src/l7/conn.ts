@@ -107,6 +107,9 @@ export class L7Conn implements TlsPeer {
   checkedAuthority: string | null = null;
   /** The last HTTP/1.1 request head built for a backend from a parsed request, and what it was built from (forward.ts sendH1). */
   lastH1Head: H1HeadMemo | null = null;
+  /** The last client head passed through to an HTTP/1.1 backend (its RequestIn.rawKey) and the bytes built from it (forward.ts). */
+  lastRawKey: object | null = null;
+  lastRawHead: Uint8Array | null = null;
   /** The last field list built for an HTTP/2 backend, and what it was built from (forward.ts sendH2). */
   lastH2Fields: H2FieldsMemo | null = null;
   /** The forwarding fields and the blank line that end a request head passed through to an HTTP/1.1 backend (see forward.ts). */

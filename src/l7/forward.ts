@@ -43,6 +43,13 @@ export interface RequestIn {
   rawStart: number;
   rawEnd: number;
   rawDrop: readonly number[];
+  /**
+   * Stands for the raw head's bytes: the same object again means the same
+   * bytes (the HTTP/1.1 front's parse memo returns the same RequestHead for
+   * the same head), so the head built for the backend last time is reused.
+   * Null when there is no raw head.
+   */
+  rawKey: object | null;
 }
 
 /**
@@ -90,8 +97,17 @@ export function forward(conn: L7Conn, front: FrontSide, ex: Exchange, req: Reque
   const pool = conn.pool(record);
   const c = pool.clientNow(target);
   if (c !== null && c.kind === "http1" && req.raw !== null) {
-    // The common HTTP/1.1 → HTTP/1.1 case: the client's head as it is, plus our forwarding fields.
-    const head = copyWithout(req.raw, req.rawStart, req.rawEnd, req.rawDrop, conn.forwardedFields);
+    // The common HTTP/1.1 → HTTP/1.1 case: the client's head as it is, plus our forwarding fields
+    // (the same head as last time on this connection: the same bytes, built once).
+    let head: Uint8Array;
+    if (req.rawKey !== null && req.rawKey === conn.lastRawKey) head = conn.lastRawHead!;
+    else {
+      head = copyWithout(req.raw, req.rawStart, req.rawEnd, req.rawDrop, conn.forwardedFields);
+      if (head.length <= H1_REQUEST_HEAD_MEMO_BYTES) {
+        conn.lastRawKey = req.rawKey;
+        conn.lastRawHead = head;
+      }
+    }
     return sendH1Head(ex, c.pool, target, req, head, pool);
   }
   const authority = req.authority === "" ? target.defaultAuthority : req.authority;

@@ -148,6 +148,9 @@ class H2StreamFront implements FrontSide, RequestIn {
   get rawDrop(): readonly number[] {
     return NO_DROP;
   }
+  get rawKey(): null {
+    return null;
+  }
 
   onData(chunk: Uint8Array): void {
     const ex = this.ex;

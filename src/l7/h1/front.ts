@@ -13,14 +13,14 @@
  * connection is closed: nothing ambiguous ever reaches a backend. A client
  * that sends its request and then FIN (half-close) still gets its answer.
  */
-import { H1_PIPELINE_MAX_BYTES, H1_RESPONSE_HIGH_WATER_BYTES } from "../../limits.ts";
+import { H1_PIPELINE_MAX_BYTES, H1_REQUEST_HEAD_PARSE_MEMO_BYTES, H1_RESPONSE_HIGH_WATER_BYTES } from "../../limits.ts";
 import { log } from "../../obs/log.ts";
 import type { L7Conn, ProtocolFront } from "../conn.ts";
 import type { Exchange, FrontSide } from "../exchange.ts";
 import { forward, newExchange, type RequestIn } from "../forward.ts";
 import { field, type Fields } from "../headers.ts";
 import { startWebSocket } from "../websocket.ts";
-import { copyWithout } from "./bytes.ts";
+import { copyWithout, rangeEquals } from "./bytes.ts";
 import {
   ChunkedDecoder,
   encodeLastChunk,
@@ -61,6 +61,16 @@ export class H1Front implements ProtocolFront, FrontSide {
   private lastActivity: number;
   private ex: Exchange | null = null;
   private req: RequestHead | null = null;
+  /**
+   * The last request head parsed and a copy of its bytes (up to
+   * H1_REQUEST_HEAD_PARSE_MEMO_BYTES): clients repeat their heads byte for
+   * byte (keep-alive loops, health checks, API clients), and the same bytes
+   * parse to the same head — a RequestHead holds no buffer offsets and is
+   * never modified, so it is returned again for a byte compare (~60 ns)
+   * instead of a parse, with its strings and lists.
+   */
+  private lastHead: RequestHead | null = null;
+  private lastHeadBytes: Uint8Array | null = null;
   private decoder: H1BodyDecoder | null = null;
   private readonly sink: BodySink = (buf, start, end) => this.ex!.requestData(buf.subarray(start, end));
   /** The backend (or an unchosen backend) cannot take more request body: the socket is paused. */
@@ -178,7 +188,7 @@ export class H1Front implements ProtocolFront, FrontSide {
       if (this.state === State.Head) {
         if (this.ex !== null || this.lo === this.hi) break;
         if (this.headStartedAt === 0) this.headStartedAt = Date.now(); // exact: the coarse clock lags by up to a sweep
-        const r = parseRequestHead(this.buf, this.lo, this.hi);
+        const r = this.parseHead();
         if (r.kind === "more") break;
         if (r.kind === "error") return this.badRequest(r);
         this.lo += r.length;
@@ -218,6 +228,18 @@ export class H1Front implements ProtocolFront, FrontSide {
     }
   }
 
+  /** parseRequestHead of buf[lo, hi), or the previous head when these start with exactly its bytes. */
+  private parseHead(): ReturnType<typeof parseRequestHead> {
+    const prev = this.lastHead;
+    if (prev !== null && this.hi - this.lo >= prev.length && rangeEquals(this.lastHeadBytes!, this.buf, this.lo)) return prev;
+    const r = parseRequestHead(this.buf, this.lo, this.hi);
+    if (r.kind === "request" && r.length <= H1_REQUEST_HEAD_PARSE_MEMO_BYTES) {
+      this.lastHead = r;
+      this.lastHeadBytes = this.buf.slice(this.lo, this.lo + r.length);
+    }
+    return r;
+  }
+
   private begin(h: RequestHead): void {
     this.req = h;
     this.headSent = false;
@@ -252,6 +274,7 @@ export class H1Front implements ProtocolFront, FrontSide {
       rawStart: this.lo - h.length + h.headOffset,
       rawEnd: this.lo - 2,
       rawDrop: h.dropLines,
+      rawKey: h.forwardable ? h : null,
     };
     const ex = (this.ex = newExchange(this.conn, this, req));
     forward(this.conn, this, ex, req);
