@@ -8,14 +8,16 @@
  *
  * It builds dist/mc-proxy, starts it with BUN_BYTECODE_ORDER_OUT on a temp
  * config (an L7 route to a local HTTP/1.1 backend with a self-signed
- * certificate, an L4 route to a local TLS backend), sends HTTP/1.1 and HTTP/2
- * requests through the L7 route and a TLS session through the L4 one, stops
+ * certificate, one to a local h2c backend, an L4 route to a local TLS
+ * backend), sends HTTP/1.1 and HTTP/2 requests through the first L7 route,
+ * HTTP/2 requests through the h2c one and a TLS session through the L4 one, stops
  * it with SIGTERM and keeps the file Bun wrote at exit. Rerun it after large
  * changes to the data path; a profile from an older build still applies
  * (functions it does not name are laid out after the ones it does).
  */
 import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import tls from "node:tls";
@@ -34,11 +36,18 @@ const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: ROOT,
 must(build.exitCode === 0, "build failed");
 
 const dir = mkdtempSync(path.join(tmpdir(), "mcp-order-"));
-const { certPem, keyPem } = makeSelfSigned(["localhost", "l4.localhost"], 2);
+const { certPem, keyPem } = makeSelfSigned(["localhost", "l4.localhost", "h2.localhost"], 2);
 writeFileSync(path.join(dir, "cert.pem"), certPem);
 writeFileSync(path.join(dir, "key.pem"), keyPem);
 const http = startHttpDemo(0);
 const tlsBackend = startTlsDemo(0, certPem, keyPem);
+// An h2c backend (prior knowledge): the HTTP/2 backend path's functions are in the profile too.
+const h2c = http2.createServer((_req, res) => {
+  res.setHeader("content-type", "text/plain");
+  res.end("hello from h2c\n");
+});
+await new Promise<void>((resolve) => h2c.listen(0, "127.0.0.1", resolve));
+const h2cAddr = `127.0.0.1:${(h2c.address() as AddressInfo).port}`;
 writeFileSync(
   path.join(dir, "mc-proxy.toml"),
   `[database]
@@ -54,6 +63,13 @@ addr = "127.0.0.1:0"
   backend = "${http.addr}"
   mode = "l7"
   backend_protocol = "http1"
+  tls_cert = "cert.pem"
+  tls_key = "key.pem"
+  [[listeners.routes]]
+  hostname = "h2.localhost"
+  backend = "${h2cAddr}"
+  mode = "l7"
+  backend_protocol = "h2"
   tls_cert = "cert.pem"
   tls_key = "key.pem"
   [[listeners.routes]]
@@ -100,6 +116,22 @@ try {
     must(status === 200, `HTTP/2 through the L7 route: ${status}`);
   }
   session.close();
+  const h2s = http2.connect(`https://h2.localhost:${port}`, {
+    createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "h2.localhost", ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+  });
+  for (let i = 0; i < ROUNDS; i++) {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = h2s.request({ ":path": "/" });
+      let st = 0;
+      req.on("response", (h) => (st = Number(h[":status"])));
+      req.on("data", () => {});
+      req.on("end", () => resolve(st));
+      req.on("error", reject);
+      req.end();
+    });
+    must(status === 200, `HTTP/2 through the h2c route: ${status}`);
+  }
+  h2s.close();
   for (let i = 0; i < 20; i++) {
     await new Promise<void>((resolve, reject) => {
       const s = tls.connect({ host: "127.0.0.1", port, servername: "l4.localhost", rejectUnauthorized: false }, () => {
@@ -114,6 +146,7 @@ try {
   await proc.exited;
   await http.stop();
   await tlsBackend.stop();
+  h2c.close();
 }
 must(proc.exitCode === 0, `server exit ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
 must(existsSync(order), "Bun wrote no order file");

@@ -57,10 +57,10 @@ for (const kind of ["binary", "source"] as const) {
     expect(e.get("BUN_JSC_useGenerationalGC")).toBe("0");
     expect(e.get("BUN_JSC_useConcurrentGC")).toBe("0");
     expect(e.get("BUN_JSC_useFTLJIT")).toBe("0");
-    expect(e.get("BUN_JSC_heapGrowthMaxIncrease")).toBe("1.25");
+    expect(e.get("BUN_JSC_heapGrowthMaxIncrease")).toBe("1.0");
     expect(e.get("MCP_JSC_TEST_MARK")).toBe("kept value = é");
     expect(argvOf(p.proc.pid).slice(-3)).toEqual(["server", "-c", cfg]);
-    expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0", useFTLJIT: "0", heapGrowthMaxIncrease: "1.25" });
+    expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0", useFTLJIT: "0", heapGrowthMaxIncrease: "1.0" });
     expect(p.logs.filter((l) => l.event === "server.start").length).toBe(1);
     expect(await p.stop()).toBe(0);
   });
@@ -75,7 +75,7 @@ test("an option the operator set is left alone; the ones not set are added", asy
   expect(e.get("BUN_JSC_useConcurrentGC")).toBe("1");
   expect(e.get("BUN_JSC_useGenerationalGC")).toBe("0");
   expect(e.get("BUN_JSC_useFTLJIT")).toBe("0");
-  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "1", useFTLJIT: "0", heapGrowthMaxIncrease: "1.25" });
+  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "1", useFTLJIT: "0", heapGrowthMaxIncrease: "1.0" });
   expect(await p.stop()).toBe(0);
 });
 
@@ -99,7 +99,7 @@ test("a .env or bunfig.toml in the working directory is not loaded by the binary
   const p = await startServerProc(cfg, { cwd: dir, dir, env: baseEnv(), bin: ensureBinaries().mcProxy });
   procs.push(p);
   // Not in process.env either: the start line reports the options the re-execution set.
-  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0", useFTLJIT: "0", heapGrowthMaxIncrease: "1.25" });
+  expect(p.start.jsc).toEqual({ useGenerationalGC: "0", useConcurrentGC: "0", useFTLJIT: "0", heapGrowthMaxIncrease: "1.0" });
   expect(environOf(p.proc.pid).get("BUN_JSC_useGenerationalGC")).toBe("0");
   expect(p.stderrText()).not.toContain("PRELOADED");
   expect(await p.stop()).toBe(0);
