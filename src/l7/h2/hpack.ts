@@ -431,6 +431,9 @@ export class HpackDecoder {
     let sawField = false;
     let checked = true;
     let selfContained = true;
+    // Insertions are recorded only for a block the memo may keep (so at most one per 2 of its
+    // H2_HPACK_DECODE_MEMO_BYTES octets), and only while the list has not overflowed.
+    const record = this.blockMemo && this.end - this.p <= H2_HPACK_DECODE_MEMO_BYTES;
     const inserts = this.inserts;
     inserts.length = 0;
 
@@ -505,7 +508,7 @@ export class HpackDecoder {
           table.add(name, value);
           if (!checked) this.tableChecked = false;
           // Its position in the list (every field is listed unless the list overflows, and then nothing is remembered).
-          inserts.push(fields.length);
+          if (record && !overflow) inserts.push(fields.length);
         }
       }
 

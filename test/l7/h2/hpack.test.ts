@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { H2_HPACK_LITERAL_CACHE_BYTES } from "../../../src/limits.ts";
+import { H2_HPACK_DECODE_MEMO_BYTES, H2_HPACK_LITERAL_CACHE_BYTES } from "../../../src/limits.ts";
 import { ByteWriter } from "../../../src/l7/h2/bytes.ts";
 import { H2_ERROR, H2Error } from "../../../src/l7/h2/errors.ts";
 import {
@@ -706,6 +706,26 @@ describe("randomized round trips", () => {
     // A size update required by our SETTINGS: the memo does not answer a block without one.
     memo.setMaxTableSize(100);
     fail(memo.decode(block));
+  });
+
+  test("a self-contained block longer than H2_HPACK_DECODE_MEMO_BYTES is decoded every time (its insertions are not recorded)", () => {
+    const out: number[] = [0x88];
+    while (out.length <= H2_HPACK_DECODE_MEMO_BYTES) out.push(0x40 | 28, 3, 0x31, 0x30, 0x30); // content-length: 100, indexed
+    const block = Uint8Array.from(out);
+    const memo = new HpackDecoder();
+    const plain = new HpackDecoder({ blockMemo: false });
+    for (let i = 0; i < 3; i++) {
+      expect(ok(memo.decode(block)).fields).toEqual(ok(plain.decode(block)).fields);
+      expect(memo.tableEntries()).toEqual(plain.tableEntries());
+    }
+    expect(memo.memoHits).toBe(0);
+    // One octet shorter than the cap's worth of fields: remembered.
+    const short = block.subarray(0, 1 + 5 * Math.floor((H2_HPACK_DECODE_MEMO_BYTES - 1) / 5));
+    for (let i = 0; i < 3; i++) {
+      expect(ok(memo.decode(short)).fields).toEqual(ok(plain.decode(short)).fields);
+      expect(memo.tableEntries()).toEqual(plain.tableEntries());
+    }
+    expect(memo.memoHits).toBe(2);
   });
 
   test("decoding random bytes never throws", () => {
