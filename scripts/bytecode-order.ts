@@ -77,6 +77,23 @@ addr = "127.0.0.1:0"
   backend = "${tlsBackend.addr}"
 `,
 );
+/** ROUNDS GET requests on one HTTP/2 session, each answered 200; then the session is closed. */
+async function h2Rounds(session: http2.ClientHttp2Session, what: string): Promise<void> {
+  for (let i = 0; i < ROUNDS; i++) {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = session.request({ ":path": "/" });
+      let st = 0;
+      req.on("response", (h) => (st = Number(h[":status"])));
+      req.on("data", () => {});
+      req.on("end", () => resolve(st));
+      req.on("error", reject);
+      req.end();
+    });
+    must(status === 200, `HTTP/2 through ${what}: ${status}`);
+  }
+  session.close();
+}
+
 const order = path.join(dir, "order.txt");
 const proc = Bun.spawn([path.join(ROOT, "dist/mc-proxy"), "server", "-c", "mc-proxy.toml"], {
   cwd: dir,
@@ -102,36 +119,13 @@ try {
     must(r.status === 200, `HTTP/1.1 through the L7 route: ${r.status}`);
     await r.arrayBuffer();
   }
-  const session = http2.connect(url, { rejectUnauthorized: false });
-  for (let i = 0; i < ROUNDS; i++) {
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = session.request({ ":path": "/" });
-      let st = 0;
-      req.on("response", (h) => (st = Number(h[":status"])));
-      req.on("data", () => {});
-      req.on("end", () => resolve(st));
-      req.on("error", reject);
-      req.end();
-    });
-    must(status === 200, `HTTP/2 through the L7 route: ${status}`);
-  }
-  session.close();
-  const h2s = http2.connect(`https://h2.localhost:${port}`, {
-    createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "h2.localhost", ALPNProtocols: ["h2"], rejectUnauthorized: false }),
-  });
-  for (let i = 0; i < ROUNDS; i++) {
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = h2s.request({ ":path": "/" });
-      let st = 0;
-      req.on("response", (h) => (st = Number(h[":status"])));
-      req.on("data", () => {});
-      req.on("end", () => resolve(st));
-      req.on("error", reject);
-      req.end();
-    });
-    must(status === 200, `HTTP/2 through the h2c route: ${status}`);
-  }
-  h2s.close();
+  await h2Rounds(http2.connect(url, { rejectUnauthorized: false }), "the L7 route");
+  await h2Rounds(
+    http2.connect(`https://h2.localhost:${port}`, {
+      createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "h2.localhost", ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+    }),
+    "the h2c route",
+  );
   for (let i = 0; i < 20; i++) {
     await new Promise<void>((resolve, reject) => {
       const s = tls.connect({ host: "127.0.0.1", port, servername: "l4.localhost", rejectUnauthorized: false }, () => {
