@@ -224,11 +224,16 @@ class H2StreamFront implements FrontSide, RequestIn {
     this.finish(false);
   }
 
+  /** A response of our own (an error): its text as the body, except to a HEAD request (head only, RFC 9110 §9.3.2). */
   fail(status: number, text: string): void {
     const body = Buffer.from(text);
-    this.s.respond(status, ["content-type", "text/plain; charset=utf-8", "content-length", String(body.byteLength)], false);
-    this.s.write(body);
-    this.s.end(null);
+    const fields = ["content-type", "text/plain; charset=utf-8", "content-length", String(body.byteLength)];
+    if (this.method === "HEAD") this.s.respond(status, fields, true);
+    else {
+      this.s.respond(status, fields, false);
+      this.s.write(body);
+      this.s.end(null);
+    }
     this.finish(false);
   }
 

@@ -431,11 +431,17 @@ export class H1Front implements ProtocolFront, FrontSide {
 
   // ------------------------------------------------ output
 
+  /**
+   * A response of our own (an error): its text as the body — except to a HEAD
+   * request, which gets the head only (RFC 9110 §9.3.2; its Content-Length
+   * says what a GET would get): a body there would be read as the start of
+   * the next response by a client that, rightly, expects none.
+   */
   private simpleResponse(status: number, text: string): void {
     const f: Fields = ["content-type", "text/plain; charset=utf-8", "content-length", String(Buffer.byteLength(text))];
     if (this.closeAfter) f.push("connection", "close");
     this.out(serializeResponseHead(status, reasonPhrase(status), f) as Uint8Array);
-    this.out(Buffer.from(text));
+    if (this.req?.method !== "HEAD") this.out(Buffer.from(text));
     this.headSent = true;
   }
 
