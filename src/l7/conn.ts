@@ -50,8 +50,8 @@ export interface L7Context {
   onClose(summary: ConnSummary): void;
 }
 
-/** A request head serialized for an HTTP/1.1 backend and its inputs: the same inputs give the same bytes (never modified once built). */
-export interface H1HeadMemo {
+/** What a request built for a backend was built from (forward.ts `sameInputs`): the same inputs give the same result. */
+export interface RequestInputs {
   method: string;
   path: string;
   authority: string;
@@ -59,19 +59,16 @@ export interface H1HeadMemo {
   contentLength: number;
   /** The request's field list (name, value, …) — compared element by element. */
   fields: readonly string[];
+}
+
+/** A request head serialized for an HTTP/1.1 backend and its inputs (never modified once built). */
+export interface H1HeadMemo extends RequestInputs {
   head: Uint8Array;
 }
 
 /** The same for an HTTP/2 backend (forward.ts sendH2): the inputs, and the field list built from them (shared: never modified). */
-export interface H2FieldsMemo {
-  method: string;
-  path: string;
-  authority: string;
+export interface H2FieldsMemo extends RequestInputs {
   scheme: string;
-  body: string;
-  contentLength: number;
-  /** The request's field list (name, value, …) — compared element by element. */
-  fields: readonly string[];
   out: readonly string[];
 }
 

@@ -8,7 +8,7 @@ import { log } from "../obs/log.ts";
 import type { H2Client, H2Failure, StreamWaiter } from "./backend/h2.ts";
 import type { BackendPool, Client } from "./backend/pool.ts";
 import { targetFor, type BackendTarget } from "./backend/target.ts";
-import type { L7Conn } from "./conn.ts";
+import type { L7Conn, RequestInputs } from "./conn.ts";
 import { BODY_403, BODY_421, BODY_502_ERR, Exchange, type BackendStream, type FrontSide } from "./exchange.ts";
 import type { BackendError, H1Exchange, H1Pool, RequestBody, ResponseSink } from "./h1/client.ts";
 import { parseResponseHead, serializeRequestHead, type ResponseHead } from "./h1/codec.ts";
@@ -169,19 +169,26 @@ function sendH1(conn: L7Conn, ex: Exchange, pool: H1Pool, target: BackendTarget,
   // Clients repeat their requests (HTTP/2 ones field for field, out of HPACK's table): the same
   // inputs on this connection reuse the head built last time (~0.5 µs of fields and serializing).
   const m = conn.lastH1Head;
-  if (m !== null && m.method === req.method && m.path === req.path && m.authority === authority && m.body === req.body && m.contentLength === req.contentLength && sameFields(m.fields, req.fields)) {
-    return sendH1Head(ex, pool, target, req, m.head, backends);
-  }
+  if (m !== null && sameInputs(m, req, authority)) return sendH1Head(ex, pool, target, req, m.head, backends);
   const hf = joinCookies(backendRequestFields(req.fields, conn.ctx.client.address, ["host", authority]));
   if (req.body === "length") hf.push("content-length", String(req.contentLength));
   else if (req.body !== "none") hf.push("transfer-encoding", "chunked");
   const head = serializeRequestHead(req.method, req.path, hf);
   if (!(head instanceof Uint8Array)) return ex.fail(400, "400 Bad Request: header not representable in HTTP/1.1\n", `request head: ${head.reason}`);
   if (head.length <= H1_REQUEST_HEAD_MEMO_BYTES) {
-    // A copy of the list: the memo must not depend on whether a front reuses its arrays.
-    conn.lastH1Head = { method: req.method, path: req.path, authority, body: req.body, contentLength: req.contentLength, fields: req.fields.slice(), head };
+    conn.lastH1Head = { ...inputsOf(req, authority), head };
   }
   sendH1Head(ex, pool, target, req, head, backends);
+}
+
+/** What a request for a backend is built from, to remember with what was built (a copy of the list: the memo must not depend on whether a front reuses its arrays). */
+function inputsOf(req: RequestIn, authority: string): RequestInputs {
+  return { method: req.method, path: req.path, authority, body: req.body, contentLength: req.contentLength, fields: req.fields.slice() };
+}
+
+/** Whether `req` (with `authority`) has the inputs `m` remembers: then what was built from them is the same. */
+function sameInputs(m: RequestInputs, req: RequestIn, authority: string): boolean {
+  return m.method === req.method && m.path === req.path && m.authority === authority && m.body === req.body && m.contentLength === req.contentLength && sameFields(m.fields, req.fields);
 }
 
 function sameFields(a: readonly string[], b: readonly string[]): boolean {
@@ -265,19 +272,15 @@ class H1Side implements ResponseSink, BackendStream {
 
 /**
  * The client's fields for an HTTP/1.1 backend's response head, from a
- * one-entry memo: a pool route hands out the same ResponseHead object for a
- * head it saw before (HeadMemo; never modified), so a backend repeating its
- * head costs an identity compare. The list is shared: never modified.
+ * one-entry memo: a pool route hands out the same ResponseHead object (and
+ * so the same `headers` list) for a head it saw before (HeadMemo; never
+ * modified), so a backend repeating its head costs an identity compare. The
+ * list is shared: never modified.
  */
-let memoHead: ResponseHead | null = null;
-let memoFields: readonly string[] = [];
 function clientFieldsOf(h: ResponseHead): readonly string[] {
-  if (h === memoHead) return memoFields;
-  const f = clientResponseFields(h.headers, h.contentLength >= 0 && h.status !== 204);
-  memoHead = h;
-  memoFields = f;
-  return f;
+  return headFieldsMemo.of(h.headers, h.contentLength >= 0 && h.status !== 204);
 }
+const headFieldsMemo = new ClientFieldsMemo(1);
 
 // ---------------------------------------------------------------- HTTP/2 backends
 
@@ -294,14 +297,11 @@ function sendH2(conn: L7Conn, ex: Exchange, client: H2Client, target: BackendTar
  */
 function h2RequestFields(conn: L7Conn, req: RequestIn, scheme: string, authority: string): readonly string[] {
   const m = conn.lastH2Fields;
-  if (m !== null && m.method === req.method && m.path === req.path && m.authority === authority && m.scheme === scheme && m.body === req.body && m.contentLength === req.contentLength && sameFields(m.fields, req.fields)) {
-    return m.out;
-  }
+  if (m !== null && m.scheme === scheme && sameInputs(m, req, authority)) return m.out;
   const f = backendRequestFields(req.fields, conn.ctx.client.address, [":method", req.method, ":scheme", scheme, ":authority", authority, ":path", req.path]);
   if (req.body === "length") f.push("content-length", String(req.contentLength));
   if (fieldBytes(f) <= H2_REQUEST_FIELDS_MEMO_BYTES) {
-    // A copy of the client's list: the memo must not depend on whether a front reuses its arrays.
-    conn.lastH2Fields = { method: req.method, path: req.path, authority, scheme, body: req.body, contentLength: req.contentLength, fields: req.fields.slice(), out: f };
+    conn.lastH2Fields = { ...inputsOf(req, authority), scheme, out: f };
   }
   return f;
 }

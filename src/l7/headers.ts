@@ -195,11 +195,12 @@ export function clientResponseFields(src: readonly string[], keepLength: boolean
 /**
  * clientResponseFields over shared lists, remembered by the list's identity:
  * an HTTP/2 session's decoder hands out the same list object for a repeated
- * header block (HpackDecoder's memo; such lists are never modified), so a
- * backend repeating its response head costs a few identity compares instead
- * of a new list per response. `size` entries, replaced in turn (one per
- * backend connection that answers at the same time). The lists returned are
- * shared: never modified.
+ * header block (HpackDecoder's memo), and an HTTP/1.1 pool route the same
+ * ResponseHead for a repeated head (HeadMemo); such lists are never
+ * modified, so a backend repeating its response head costs a few identity
+ * compares instead of a new list per response. `size` entries, replaced in
+ * turn (e.g. one per backend connection that answers at the same time). The
+ * lists returned are shared: never modified.
  */
 export class ClientFieldsMemo {
   private readonly src: (readonly string[] | null)[];
