@@ -7,10 +7,9 @@
  * one we hold back because the backend reads slowly, is never cut.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import net from "node:net";
-import tls from "node:tls";
-import { cleanupCerts, e2ePki, killAllServers, route, startProxy, type ServerProc } from "./e2e.ts";
+import { cleanupCerts, h2Session, e2ePki, killAllServers, route, startProxy, type ServerProc } from "./e2e.ts";
 
 let backend: net.Server;
 let p: ServerProc;
@@ -58,12 +57,6 @@ afterAll(async () => {
   cleanupCerts();
 });
 
-function session(): http2.ClientHttp2Session {
-  return http2.connect(`https://a.test:${port}`, {
-    createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "a.test", ca: e2ePki().ca.certPem, ALPNProtocols: ["h2"] }),
-  });
-}
-
 /** Sends `parts` of a `total`-byte body `gapMs` apart (ending it only when they add up); resolves with the status, body and when the response head came. */
 function upload(s: http2.ClientHttp2Session, path: string, total: number, parts: Buffer[], gapMs: number): Promise<{ status: number; body: string; ms: number }> {
   const t0 = Date.now();
@@ -94,7 +87,7 @@ function upload(s: http2.ClientHttp2Session, path: string, total: number, parts:
 }
 
 test("HTTP/2: a body that stops after 10 of 100 bytes is cut with 408 after idle_timeout (1 s); the backend never gets a whole request", async () => {
-  const s = session();
+  const s = h2Session(port);
   try {
     const r = await upload(s, "/stalled", 100, [Buffer.from("0123456789")], 0);
     expect(r.status).toBe(408);
@@ -109,7 +102,7 @@ test("HTTP/2: a body that stops after 10 of 100 bytes is cut with 408 after idle
 });
 
 test("HTTP/2: a body that keeps moving (a part every 400 ms for 2.4 s) is not cut", async () => {
-  const s = session();
+  const s = h2Session(port);
   try {
     const parts = Array.from({ length: 7 }, () => Buffer.alloc(10, 120));
     const r = await upload(s, "/trickle-ok", 70, parts, 400);
@@ -120,7 +113,7 @@ test("HTTP/2: a body that keeps moving (a part every 400 ms for 2.4 s) is not cu
 });
 
 test("HTTP/2: a body held back by a backend that stops reading for 2.5 s is not cut (the stall is ours)", async () => {
-  const s = session();
+  const s = h2Session(port);
   try {
     const total = 8 * 1024 * 1024;
     const r = await upload(s, "/slow-reader", total, [Buffer.alloc(total, 97)], 0);

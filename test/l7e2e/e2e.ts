@@ -7,6 +7,7 @@
  * openssl s_client, node:tls raw sockets). Loopback only; every wait bounded.
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
+import http2 from "node:http2";
 import net from "node:net";
 import { join, resolve } from "node:path";
 import tls from "node:tls";
@@ -346,6 +347,13 @@ export async function run(argv: string[], o: { input?: string; timeoutMs?: numbe
 /** `openssl s_client` to the proxy with `args` (e.g. -servername, -alpn, -tls1_2); stdin gets `input`. */
 export async function sClient(port: number, args: string[], o: { input?: string; timeoutMs?: number; holdStdinMs?: number } = {}): Promise<RunOut> {
   return await run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", e2ePki().ca.certPath, ...args], { holdStdinMs: 600, ...o });
+}
+
+/** A node:http2 client session to the proxy on 127.0.0.1:`port` (SNI and :authority `servername`, our test CA, ALPN h2). */
+export function h2Session(port: number, servername = "a.test"): http2.ClientHttp2Session {
+  return http2.connect(`https://${servername}:${port}`, {
+    createConnection: () => tls.connect({ host: "127.0.0.1", port, servername, ca: e2ePki().ca.certPem, ALPNProtocols: ["h2"] }),
+  });
 }
 
 /** A node:tls client whose received bytes and end/close are recorded. */

@@ -8,9 +8,7 @@
  * dropped too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import http2 from "node:http2";
-import tls from "node:tls";
-import { cleanupCerts, curl, e2ePki, killAllServers, route, startProxy, startRawBackend, tlsClient, type RawBackend, type SeenRequest, type ServerProc } from "./e2e.ts";
+import { cleanupCerts, h2Session, curl, e2ePki, killAllServers, route, startProxy, startRawBackend, tlsClient, type RawBackend, type SeenRequest, type ServerProc } from "./e2e.ts";
 
 let be: RawBackend;
 let p: ServerProc;
@@ -132,9 +130,7 @@ test("the l7.request log line carries the path without its query string (tokens 
 
 describe("a request head reused on one HTTP/2 connection (forward.ts lastH1Head)", () => {
   test("repeated requests give identical heads; a changed value, path or method gives its own", async () => {
-    const s = http2.connect(`https://a.test:${port}`, {
-      createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "a.test", ca: e2ePki().ca.certPem, ALPNProtocols: ["h2"] }),
-    });
+    const s = h2Session(port);
     const one = (method: string, path: string, v: string, body?: string) =>
       new Promise<number>((resolve, reject) => {
         const req = s.request({ ":method": method, ":path": path, "x-v": v, ...(body !== undefined ? { "content-length": String(body.length) } : {}) });

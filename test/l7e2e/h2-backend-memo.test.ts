@@ -9,9 +9,7 @@
  * HPACK table stays in step (a later response decodes right).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import http2 from "node:http2";
-import tls from "node:tls";
-import { cleanupCerts, e2ePki, killAllServers, route, startProxy, type ServerProc } from "./e2e.ts";
+import { cleanupCerts, h2Session, e2ePki, killAllServers, route, startProxy, type ServerProc } from "./e2e.ts";
 import { startRawH2Backend, type RawH2Backend } from "./rawh2backend.ts";
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"));
@@ -67,9 +65,7 @@ interface Got {
 }
 
 test("one HTTP/2 connection, requests and responses that repeat and change: each arrives as its own, both ways", async () => {
-  const s = http2.connect(`https://a.test:${port}`, {
-    createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "a.test", ca: e2ePki().ca.certPem, ALPNProtocols: ["h2"] }),
-  });
+  const s = h2Session(port);
   const one = (method: string, path: string, xv: string, body?: string) =>
     new Promise<Got>((resolve, reject) => {
       const req = s.request({ ":method": method, ":path": path, "x-v": xv, ...(body !== undefined ? { "content-length": String(body.length) } : {}) });

@@ -5,9 +5,7 @@
  * none, over HTTP/1.1 keep-alive; over HTTP/2 the stream ends with HEADERS.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import http2 from "node:http2";
-import tls from "node:tls";
-import { cleanupCerts, e2ePki, killAllServers, route, startProxy, tlsClient, type ServerProc } from "./e2e.ts";
+import { cleanupCerts, h2Session, e2ePki, killAllServers, route, startProxy, tlsClient, type ServerProc } from "./e2e.ts";
 
 let p: ServerProc;
 let port: number;
@@ -57,9 +55,7 @@ test("HTTP/1.1: a HEAD answered 502 or 421 by the proxy has no body; the pipelin
 });
 
 test("HTTP/2: a HEAD answered 502 by the proxy ends with its HEADERS (no DATA); a GET on the same connection gets the text", async () => {
-  const s = http2.connect(`https://b.test:${port}`, {
-    createConnection: () => tls.connect({ host: "127.0.0.1", port, servername: "b.test", ca: e2ePki().ca.certPem, ALPNProtocols: ["h2"] }),
-  });
+  const s = h2Session(port, "b.test");
   const one = (method: string) =>
     new Promise<{ status: number; bytes: number; length: string | undefined }>((resolve, reject) => {
       const req = s.request({ ":method": method, ":path": "/x" }, { endStream: true });
